@@ -1,4 +1,8 @@
-"""Lets nbval run notebooks whose outputs are kept but whose execution counts `nbdev_clean` removed."""
+"""Test-suite setup: tiny configurations for notebooks, and nbval acceptance of cleaned notebooks."""
+import os
+
+# Notebooks read this (the kernel inherits the environment) to train tiny models in seconds.
+os.environ.setdefault("AVATARL_TINY", "1")
 
 
 def pytest_collection_modifyitems(items):
