@@ -3,6 +3,8 @@ import os
 
 # Notebooks read this (the kernel inherits the environment) to train tiny models in seconds.
 os.environ.setdefault("AVATARL_TINY", "1")
+# Two pytest-xdist workers share the cores: one thread each avoids oversubscription stalls.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(items):
