@@ -487,6 +487,7 @@ def run_loop(run:Run)->dict:
         t, last = time.perf_counter(), run.iter
         while run.iter < cfg.max_iters:
             lr = lr_at(run.iter, cfg)
+            if hasattr(run.objective, "on_step"): run.objective.on_step(run.iter)  # e.g. a critic-weight schedule
             try: loss, metrics = train_step(run.model, run.optimizer, run.objective, run.sampler.next_batch, run.n_micro, lr, cfg.grad_clip, run.ctx)
             except NonFiniteLoss as e: raise NonFiniteLoss(stop_message(run, e)) from None
             run.iter += 1
