@@ -1,5 +1,5 @@
 """DDP on CPU: `torchrun --nproc_per_node=2` (gloo) steps equal one single-process step on the whole batch."""
-import json, os, subprocess, sys
+import json
 from pathlib import Path
 
 import torch
@@ -10,16 +10,7 @@ from avatarl.loop import load_checkpoint, read_metrics
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
 
-def torchrun(*args, timeout=120):
-    "Run `torchrun --standalone --nproc_per_node=2 ARGS` on CPU; fail with its output if it fails."
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", *map(str, args)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert res.returncode == 0, f"torchrun failed ({res.returncode}):\n{res.stdout}\n{res.stderr}"
-    return res
-
-
-def test_ddp(tmp_path):
+def test_ddp(tmp_path, torchrun):
     data, out, result = tmp_path/"data", tmp_path/"run", tmp_path/"result.json"
     prepare("shakespeare", "char", out=data)
     torchrun(WORKER, result, data, out)
