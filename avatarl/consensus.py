@@ -4,7 +4,8 @@
 
 # %% auto #0
 __all__ = ['BLOCK_ELEMENTS', 'AvatarlConfig', 'check_config', 'block_rows', 'logsumexp32', 'critic_logprobs', 'log_consensus',
-           'blog_rewards', 'reference_rewards', 'ConsensusRewards', 'consensus_rewards']
+           'blog_rewards', 'reference_rewards', 'consensus_reward', 'floor_critic', 'ConsensusRewards',
+           'consensus_rewards']
 
 # %% ../nbs/05_consensus.ipynb #30b4d0dd
 import math
@@ -29,6 +30,9 @@ class AvatarlConfig:
     max_reward:float = 1.5        # C: a position's largest reward; larger rows are rescaled proportionally
     entropy_coef:float = 0.01     # beta: entropy bonus (blog) or temperature 1 + beta (reference)
     mode:str = "blog"             # "blog": the write-up's objective; "reference": the public code's, quirks kept
+    reward:str = "above_mean"     # "above_mean": sparsify, scale, clamp; "consensus": r = C·q on every active token
+    smoothing:str = "shared"      # "shared": non-gold active tokens split eps (text); "per_token": each gets eps (figure)
+    critic_floor:float = 0.0      # drop non-gold active tokens the critic gives less than this ("without rewarding noise")
 
     def __post_init__(self): check_config(self)
 
@@ -43,6 +47,11 @@ def check_config(cfg:AvatarlConfig):
         if getattr(cfg, name) < 0: raise ValueError(f"{name}={getattr(cfg, name)} must be >= 0")
     for name in ("reward_scale", "max_reward"):
         if getattr(cfg, name) <= 0: raise ValueError(f"{name}={getattr(cfg, name)} must be > 0")
+    if cfg.reward not in ("above_mean", "consensus"):
+        raise ValueError(f"reward={cfg.reward!r}: choose 'above_mean' (sparsify, scale, clamp) or 'consensus' (r = C·q)")
+    if cfg.smoothing not in ("shared", "per_token"):
+        raise ValueError(f"smoothing={cfg.smoothing!r}: choose 'shared' (eps split) or 'per_token' (eps each)")
+    if not 0 <= cfg.critic_floor < 1: raise ValueError(f"critic_floor={cfg.critic_floor} must lie in [0, 1)")
 
 # %% ../nbs/05_consensus.ipynb #4b696db7
 BLOCK_ELEMENTS = {"cpu": 2**18, "cuda": 2**26}  # cpu: 1 MB fp32 blocks stay in a core's L2; cuda: few large kernels
@@ -128,15 +137,37 @@ def reference_rewards(
     keep = (q > S / mask.sum(-1, keepdim=True).float()) & mask
     return q, keep, _clamp(torch.where(keep, R * q, 0.0), C, 1e-8)
 
+# %% ../nbs/05_consensus.ipynb #9c5af116
+def consensus_reward(
+    log_u:Tensor, # (..., S) unnormalised log consensus, -inf on padding
+    mask:Tensor,  # (..., S) True on active slots
+    C:float,      # max reward: a position's rewards add up to C
+    mode:str,     # "blog" (q = softmax) or "reference" (q = u/(S+1e-8))
+)->tuple[Tensor, Tensor, Tensor]: # q, rewarded (bool), rewards; each (..., S)
+    "reward='consensus': every active token earns C·q, the write-up's r(a) = p_ideal(a|s)."
+    q = log_u.softmax(-1) if mode == "blog" else (u := log_u.exp()) / (u.sum(-1, keepdim=True) + 1e-8)
+    return q, mask, C * q
+
+def floor_critic(
+    actions:Tensor, # (..., S) active token ids
+    mask:Tensor,    # (..., S) True on active slots
+    lc:Tensor,      # (..., S) critic log p_c
+    targets:Tensor, # (...) gold next-token ids
+    floor:float,    # drop non-gold active tokens with p_c below this
+)->tuple[Tensor, Tensor]: # the new mask and lc (-inf where dropped)
+    "critic_floor: only tokens the critic gives at least `floor` stay active, and gold always does."
+    keep = mask & ((actions == targets.long()[..., None]) | (lc >= math.log(floor)))
+    return keep, lc.masked_fill(~keep, -math.inf)
+
 # %% ../nbs/05_consensus.ipynb #d6e6d7be
 class ConsensusRewards(NamedTuple):
     "Everything the reward computation knows about each active slot; each field is (..., 2k+1)."
-    actions:Tensor   # active token ids (padding repeats an active id)
+    actions:Tensor   # active token ids (padding repeats an active id; slots dropped by critic_floor keep theirs)
     mask:Tensor      # True on active slots, False on padding
     reality:Tensor   # log p_r, the reality expert
     critic:Tensor    # log p_c, the critic expert
     consensus:Tensor # q, the consensus (sums to 1 over the active slots)
-    rewarded:Tensor  # True where the token earns a reward (above the mean)
+    rewarded:Tensor  # True where the token earns a reward (above the mean; every active token for reward="consensus")
     rewards:Tensor   # r in [0, max_reward]; 0 on padding
 
 # %% ../nbs/05_consensus.ipynb #d19f89ec
@@ -147,11 +178,14 @@ def consensus_rewards(
     targets:Tensor,        # (...) gold next-token ids
     cfg:AvatarlConfig,     # objective configuration
 )->ConsensusRewards:
-    "Active tokens, both experts, their consensus and the sparsified, clamped rewards (no gradient)."
+    "Active tokens, both experts, their consensus and the rewards (no gradient)."
     actions, mask = active_tokens(student_logits, critic_logits, targets, cfg.top_k)
-    lr = reality_logprobs(actions, mask, targets, cfg.label_smoothing)
     lc = critic_logprobs(critic_logits, actions, mask)
+    if cfg.critic_floor > 0: mask, lc = floor_critic(actions, mask, lc, targets, cfg.critic_floor)
+    lr = reality_logprobs(actions, mask, targets, cfg.label_smoothing, cfg.smoothing)
     log_u = log_consensus(lr, lc, mask, cfg.reality_weight, cfg.critic_weight)
-    sparsify = blog_rewards if cfg.mode == "blog" else reference_rewards
-    q, rewarded, r = sparsify(log_u, mask, cfg.reward_scale, cfg.max_reward)
+    if cfg.reward == "consensus": q, rewarded, r = consensus_reward(log_u, mask, cfg.max_reward, cfg.mode)
+    else:
+        sparsify = blog_rewards if cfg.mode == "blog" else reference_rewards
+        q, rewarded, r = sparsify(log_u, mask, cfg.reward_scale, cfg.max_reward)
     return ConsensusRewards(actions, mask, lr, lc, q, rewarded, r)

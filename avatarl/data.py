@@ -340,13 +340,15 @@ RANK_STRIDE = 1_000_003  # seed offset between ranks: a prime larger than any se
 class BatchSampler:
     "Random (x, y) windows from a prepared split, drawn from a seeded generator whose state a checkpoint can hold."
     def __init__(self, data_dir:str|Path, # a directory made by prepare
-                 split:str, # "train" or "val"
+                 split:str, # "train", "val", or another split the data holds (e.g. "test")
                  batch_size:int, block_size:int, # B windows of T tokens
                  seed:int=0, # the same seed (and rank) gives the same batches
                  device:str|torch.device="cpu", # CUDA batches go through pinned memory, copied without blocking
                  rank:int=0): # data-parallel rank: each rank draws different windows
-        if split not in ("train", "val"): raise ValueError(f"unknown split {split!r}: choose train or val")
         meta = load_meta(data_dir)
+        if f"{split}_tokens" not in meta:
+            have = [k.removesuffix("_tokens") for k in meta if k.endswith("_tokens")]
+            raise ValueError(f"unknown split {split!r}: {data_dir} holds the splits {have}")
         self.path, self.dtype = Path(data_dir) / f"{split}.bin", np.dtype(meta["dtype"])
         self.n_tokens = meta[f"{split}_tokens"]
         if self.n_tokens < block_size + 1: raise ValueError(

@@ -28,7 +28,7 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from .data import BatchSampler, load_meta, prepare
+from .data import BatchSampler, load_meta, prepare, read_meta
 from .model import GPT, GPTConfig, clean_state_dict
 
 # %% ../nbs/02_critic.ipynb #a380209b
@@ -192,7 +192,8 @@ def train_step(model:nn.Module, # the student; DDP-wrapped under torchrun
         raise NonFiniteLoss(f"loss {loss_sum.item()}, gradient norm {norm.item()}")
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return loss_sum, {**sums, "grad_norm": norm.detach()}
+    clipped = (norm > grad_clip).float() if grad_clip > 0 else torch.zeros_like(norm)  # 1.0 when the step was clipped
+    return loss_sum, {**sums, "grad_norm": norm.detach(), "clipped": clipped}
 
 # %% ../nbs/02_critic.ipynb #4d4c32ec
 EVAL_SEED = 20_240_917  # the evaluation batches' seed: one fixed set for every run
@@ -378,9 +379,11 @@ def check_run_dir(out:Path, resume:bool):
 # %% ../nbs/02_critic.ipynb #aaf2512d
 def prepare_data(cfg:TrainConfig, d:Dist)->Path:
     "Prepare the run's data once per machine (local rank 0; the others wait); its directory."
-    if d.local_rank == 0: prepare(cfg.corpus, cfg.tokenizer, out=cfg.data_dir)
+    data_dir = Path(cfg.data_dir)/f"{cfg.corpus}-{cfg.tokenizer}"
+    derived = (read_meta(data_dir) or {}).get("derived_from")  # a subset cut from prepared data (e.g. the study's): as is
+    if d.local_rank == 0 and not derived: prepare(cfg.corpus, cfg.tokenizer, out=cfg.data_dir)
     if d.ddp: dist.barrier()
-    return Path(cfg.data_dir)/f"{cfg.corpus}-{cfg.tokenizer}"
+    return data_dir
 
 def model_args(cfg:TrainConfig, vocab_size:int)->dict:
     "The `GPTConfig` fields of a run (nanoGPT's `model_args`); the vocabulary comes from the data."

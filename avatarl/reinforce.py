@@ -102,9 +102,11 @@ def avatarl_metrics(
     "Training metrics, as tensors: rewards, active set, the student's rank of gold, cross-entropy, entropy."
     gold = zs.gather(1, y[:, None]).float()                                        # (N, 1)
     above = ((zs.gather(1, cr.actions).float() > gold) & cr.mask).sum(-1)         # (N,) active tokens ranked above gold
-    n_active = cr.mask.sum()
-    return dict(reward_mean=cr.rewards.sum() / n_active, active_size=n_active / len(zs),
-                rewarded_frac=cr.rewarded.sum() / n_active, gold_in_student_topk=(above < k).float().mean(),
+    n_active, total = cr.mask.sum(), cr.rewards.sum()
+    nongold = cr.rewards.masked_fill(cr.actions == y[:, None], 0.0).sum()                # reward off the gold token
+    return dict(reward_mean=total / n_active, active_size=n_active / len(zs),
+                rewarded_frac=cr.rewarded.sum() / n_active, rewarded_per_position=cr.rewarded.sum() / len(zs),
+                nongold_share=nongold / total.clamp_min(1e-12), gold_in_student_topk=(above < k).float().mean(),
                 student_ce=(lse - gold[:, 0]).mean(), student_entropy=ent.mean())
 
 # %% ../nbs/06_reinforce.ipynb #528b802e
