@@ -9,12 +9,13 @@ __all__ = ['PRESETS', 'EVAL_SEED', 'SHAPE_KEYS', 'TrainConfig', 'make_config', '
            'append_metrics', 'read_metrics', 'trim_metrics', 'plot_metrics', 'unigram_entropy', 'Dist',
            'init_distributed', 'micro_steps', 'gather', 'mean_over_ranks', 'check_writable', 'check_config',
            'check_run_dir', 'prepare_data', 'model_args', 'Run', 'restore', 'setup_run', 'make_checkpoint', 'save_run',
-           'evaluate', 'run_loop', 'log_eval', 'stop_message', 'train', 'parse_value', 'parse_overrides',
-           'parse_objective_args', 'avatarl_train']
+           'evaluate', 'run_loop', 'log_eval', 'stop_message', 'train', 'tiny_from_env', 'course_configs', 'freeze',
+           'course_model_ok', 'course_model', 'course_models', 'parse_value', 'parse_overrides', 'parse_objective_args',
+           'avatarl_train']
 
 # %% ../nbs/02_critic.ipynb #c9a72f6f
-import ast, json, math, os, pickle, shutil, time
-from contextlib import nullcontext
+import ast, fcntl, json, math, os, pickle, shutil, time
+from contextlib import nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable, get_type_hints
@@ -28,8 +29,8 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from .data import BatchSampler, load_meta, prepare, read_meta
-from .model import GPT, GPTConfig, clean_state_dict
+from .data import BatchSampler, load_meta, load_tokenizer, prepare, read_meta
+from .model import GPT, GPTConfig, clean_state_dict, load_model
 
 # %% ../nbs/02_critic.ipynb #a380209b
 @dataclass
@@ -546,6 +547,65 @@ def train(cfg:TrainConfig, # the run's configuration
                 "params": run.raw.num_params(), "out_dir": str(cfg.out_dir)}
     finally:
         if d.owned: dist.destroy_process_group()
+
+# %% ../nbs/02_critic.ipynb #37c748ea
+def tiny_from_env()->bool:
+    "Is `AVATARL_TINY` set to a true value (1, true, yes, on)? The tests set it to train tiny models in seconds."
+    return os.environ.get("AVATARL_TINY", "").strip().lower() in ("1", "true", "yes", "on")
+
+def course_configs(tiny:bool)->dict[str, TrainConfig]:
+    "The course critic's and student's configs (data and output directories are `course_models`'s)."
+    if tiny:  # seconds on one core, both still below the unigram entropy
+        small = dict(n_head=2, n_embd=32, block_size=32, batch_size=16, eval_iters=4, warmup_iters=10, log_interval=25)
+        return {"critic": make_config("cpu-tiny", **small, n_layer=2, max_iters=150, eval_interval=75),
+                "student": make_config("cpu-tiny", **small, n_layer=1, max_iters=50, eval_interval=25, seed=7)}
+    return {"critic": make_config("cpu-tiny"),  # ~0.8M parameters, 300 steps: 1-2 minutes on one core
+            "student": make_config("cpu-tiny", n_layer=2, max_iters=100, eval_interval=25,  # half the depth, a third of
+                                   warmup_iters=20, seed=7)}  # the steps: mid-training; its own initialisation
+
+# %% ../nbs/02_critic.ipynb #ef5eeec4
+def freeze(model:nn.Module)->nn.Module:
+    "`model` in eval mode (no dropout) with no parameter requiring a gradient."
+    for p in model.parameters(): p.requires_grad_(False)
+    return model.eval()
+
+def course_model_ok(path:Path, cfg:TrainConfig)->bool:
+    "Does `path` hold a finished course model trained with `cfg` (output and data locations aside)?"
+    if not path.is_file(): return False
+    try: old = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["config"]
+    except (RuntimeError, pickle.UnpicklingError, KeyError, EOFError): return False  # damaged: train it again
+    skip = ("out_dir", "data_dir", "device")
+    return {k: v for k, v in old.items() if k not in skip} == {k: v for k, v in asdict(cfg).items() if k not in skip}
+
+def course_model(root:Path, name:str, cfg:TrainConfig, device:str)->Path:
+    "`<root>/<name>/best.pt`, trained with `cfg` unless it is there; one trainer at a time, whole runs only."
+    done = root/name/"best.pt"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root/f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits here, then finds the model done
+        if course_model_ok(done, cfg): return done
+        tmp = root/f".{name}.partial"  # trained here, renamed into place only when finished
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"course_models: training the {name} ({cfg.n_layer} layers, {cfg.max_iters} steps) once; "
+              f"cached in {root/name}")
+        with open(root/f"{name}.log", "w") as log, redirect_stdout(log), redirect_stderr(log):
+            train(replace(cfg, out_dir=str(tmp), device=device))
+        shutil.rmtree(root/name, ignore_errors=True)  # a stale model, trained with other settings
+        os.replace(tmp, root/name)
+    return done
+
+# %% ../nbs/02_critic.ipynb #de5d1c45
+def course_models(out:str|Path="../out", # runs' root; the models live in <out>/course/
+                  tiny:bool|None=None,   # tiny models for tests; None: read AVATARL_TINY from the environment
+                  device:str="cpu")->tuple: # (critic, student, tokenizer, data_dir)
+    "The course's frozen critic and student (CE on character Shakespeare), its tokenizer and prepared data dir."
+    tiny = tiny_from_env() if tiny is None else tiny
+    out = Path(out)
+    root, data_root = out/("course-tiny" if tiny else "course"), out.parent/"data"
+    cfgs = {k: replace(c, data_dir=str(data_root)) for k, c in course_configs(tiny).items()}
+    data_dir = prepare(cfgs["critic"].corpus, cfgs["critic"].tokenizer, out=data_root)
+    critic, student = (freeze(load_model(course_model(root, k, cfgs[k], device), device)) for k in ("critic", "student"))
+    return critic, student, load_tokenizer(data_dir), data_dir
 
 # %% ../nbs/02_critic.ipynb #e8492a4f
 def parse_value(text:str, typ:type):
