@@ -17,11 +17,12 @@ def reality_logprobs(
     mask:Tensor,    # (..., S) True on active slots
     targets:Tensor, # (...) gold next-token ids
     eps:float,      # label smoothing: the mass the non-gold active tokens share
-    smoothing:str="shared", # "shared": the others split eps (the write-up's text); "per_token": each gets eps (its figure)
+    smoothing:str="shared", # "shared": the others split eps (the write-up's text); "per_token": each gets eps
 )->Tensor:          # (..., S) fp32 log p_r; -inf on padding slots
     "Reality expert: log(1-eps) on gold, log(eps/(|A_t|-1)) (or log eps) on the other active slots, 0 on a lone gold."
     if not 0.0 <= eps <= 1.0: raise ValueError(f"label_smoothing eps={eps} must lie in [0, 1]")
-    if smoothing not in ("shared", "per_token"): raise ValueError(f"smoothing={smoothing!r}: choose 'shared' or 'per_token'")
+    if smoothing not in ("shared", "per_token"):
+        raise ValueError(f"smoothing={smoothing!r}: choose 'shared' or 'per_token'")
     n = mask.sum(-1, keepdim=True)                                                  # (..., 1) |A_t|
     share = (n - 1).clamp_min(1).float() if smoothing == "shared" else torch.ones_like(n, dtype=torch.float32)
     other = torch.log(eps / share)                                                  # (..., 1)
