@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['WEAN_FRACTION', 'SETTINGS', 'STUDIES', 'constant_weight', 'linear_weight', 'qdagger_lambda', 'qdagger_weight',
            'default_horizon', 'Schedule', 'Constant', 'Linear', 'QDagger', 'schedule_spec', 'run_data', 'critic_val_ce',
-           'make_schedule', 'Study', 'study_configs', 'run_state', 'run_study', 'checkpoint_ce',
+           'make_schedule', 'scheduled_objective', 'Study', 'study_configs', 'run_state', 'run_study', 'checkpoint_ce',
            'rewarded_per_position', 'study_results', 'study_table']
 
 # %% ../nbs/09_reincarnation.ipynb #ddd9ade2
@@ -14,10 +14,10 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .loop import (TrainConfig, autocast_ctx, autocast_dtype, estimate_ce, load_checkpoint, make_config,
+from .loop import (OBJECTIVES, TrainConfig, autocast_ctx, autocast_dtype, estimate_ce, load_checkpoint, make_config,
                           read_metrics, resolve_device, train, unigram_entropy)
 from .model import load_model
-from .train import load_critic
+from .train import avatarl_config, load_critic, make_avatarl_objective
 
 # %% ../nbs/09_reincarnation.ipynb #56ea50af
 def constant_weight(it:int, # optimizer step, counted from 0
@@ -130,6 +130,16 @@ def make_schedule(spec:str|dict, # objective_args["schedule"]: a name or {"kind"
     if kind == "linear": return Linear(base_weight, s.get("iters", default_horizon(cfg)))
     return QDagger(base_weight, s["critic_ce"] if "critic_ce" in s else critic_val_ce(cfg),
                    s["unigram_ce"] if "unigram_ce" in s else unigram_entropy(run_data(cfg)), s.get("wean_iters", default_horizon(cfg)))
+
+# %% ../nbs/09_reincarnation.ipynb #12c80e76
+def scheduled_objective(cfg:TrainConfig, # an avatarl run: critic, objective_args (with an optional "schedule")
+                        device:str): # where the critic goes
+    "The avatarl objective of a run, with the critic-weight schedule its objective_args name."
+    spec = cfg.objective_args.get("schedule")
+    schedule = None if spec is None else make_schedule(spec, avatarl_config(cfg.objective_args).critic_weight, cfg)
+    return make_avatarl_objective(cfg, device, schedule)
+
+OBJECTIVES["avatarl"] = scheduled_objective  # with this module imported, train(cfg) honours objective_args["schedule"]
 
 # %% ../nbs/09_reincarnation.ipynb #84767c6b
 @dataclass
