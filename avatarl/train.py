@@ -63,10 +63,12 @@ class AvatarlObjective:
     name = "avatarl"
     def __init__(self, critic:nn.Module, # frozen critic (load_critic), same vocabulary as the student
                  acfg:AvatarlConfig, # objective settings; `acfg.critic_weight` is the critic weight in use
-                 schedule=None): # critic-weight schedule: weight(iter), on_eval(iter, val_ce), state_dict(), load_state_dict(sd)
+                 schedule=None, # critic-weight schedule: weight(iter), on_eval(iter, val_ce), state_dict(), load_state_dict(sd)
+                 compile:bool=False): # torch.compile the loss (one graph; the weight is a tensor, so no recompiles)
         self.critic, self.acfg, self.schedule = critic, acfg, schedule
-        self.weight_value = float(acfg.critic_weight)  # what the metric's device tensor holds
-        self.weight = torch.tensor(self.weight_value, device=next(critic.parameters()).device)
+        self.loss = torch.compile(avatarl_loss, fullgraph=True) if compile else avatarl_loss
+        self.weight_value = float(acfg.critic_weight)  # what the device tensor holds
+        self.weight = torch.tensor(self.weight_value, device=next(critic.parameters()).device)  # the loss's and the metric's
         self.on_step(0)
 
     def on_step(self, it:int): # the optimizer step about to run, counted from 0
@@ -76,8 +78,8 @@ class AvatarlObjective:
     def __call__(self, logits:Tensor, # (B, T, V) student logits
                  x:Tensor, y:Tensor)->tuple[Tensor, dict[str, Tensor]]: # (B, T) inputs and next tokens
         if (w := float(self.acfg.critic_weight)) != self.weight_value: self.weight.fill_(w); self.weight_value = w
-        with torch.no_grad(): zc = self.critic(x)  # (B, T, V); not an inference tensor: rewards built from it are saved for backward
-        loss, metrics = avatarl_loss(logits, zc, y, self.acfg)
+        with torch.no_grad(): zc = self.critic(x)  # (B, T, V); not an inference tensor: rewards from it are saved for backward
+        loss, metrics = self.loss(logits, zc, y, self.acfg, self.weight)
         finite = torch.isfinite(zc.gather(-1, y[..., None])).all()  # a non-finite row shows at its gold logit: (B, T) read
         loss = loss * torch.where(finite, 1.0, float("nan"))  # NaN loss and gradient: the loop skips the update and stops
         return loss, {**metrics, "critic_weight": self.weight}
@@ -149,8 +151,7 @@ def make_avatarl_objective(cfg:TrainConfig, # cfg.critic, cfg.objective_args and
                          "schedule=avatarl.reincarnation.make_schedule(spec, acfg.critic_weight, cfg)")
     check_critic(path, Path(cfg.data_dir)/f"{cfg.corpus}-{cfg.tokenizer}", cfg.block_size)
     dtype = autocast_dtype(device, cfg.dtype)  # bfloat16 on CUDA: the critic runs in it anyway, under the loop's autocast
-    critic = load_critic(path, device, dtype, compile=cfg.compile and device.startswith("cuda"))
-    return AvatarlObjective(critic, acfg, schedule)
+    return AvatarlObjective(load_critic(path, device, dtype, cfg.compile), acfg, schedule, cfg.compile)
 
 OBJECTIVES["avatarl"] = make_avatarl_objective  # the loop's registry: train(cfg) builds it for objective="avatarl"
 

@@ -1,6 +1,8 @@
-"""The reward explorer in a real browser: Voila serves it, Debian's chromium (driven by playwright) moves sliders,
-and the numbers shown and the plot image must change. Screenshots go to tmp_path; set AVATARL_EXPLORER_SCREENSHOT
-to a path to also copy the "after" screenshot there (how nbs/images/explorer.png, the README's image, is made)."""
+"""The reward explorer in a real browser: Voila serves it, Debian's chromium (driven by playwright) moves sliders and
+flips toggles, and the numbers shown and the plot image must change. Screenshots go to tmp_path; set
+AVATARL_EXPLORER_SCREENSHOT to a path to also copy the "consensus" screenshot there (how nbs/images/explorer.png, the
+README's image, is made: run with AVATARL_TINY=0 after 08's demo, so that the explorer shows the demo's critic and the
+avatarl student trained against it)."""
 import os, secrets, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 
@@ -86,7 +88,7 @@ def state(page) -> dict:
         return Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', buf)), b => b.toString(16).padStart(2, '0')).join('');
     }""")
     return dict(numbers=page.inner_text(".avatarl-numbers"), context=page.inner_text(".avatarl-context"),
-                src=page.get_attribute(".avatarl-plot", "src"), digest=digest)
+                share=page.inner_text(".avatarl-share"), src=page.get_attribute(".avatarl-plot", "src"), digest=digest)
 
 
 def changed(page, before:dict, text:str="numbers") -> dict: # text: "numbers" or "context", the line that must change
@@ -113,6 +115,12 @@ def first_render(page, url:str, log:Path) -> dict:
 def n_active(numbers:str) -> int: return int(numbers.split("|A_t| = ")[1].split()[0])
 
 
+def n_rewarded(numbers:str) -> int: return int(numbers.split("rewarded ")[1].split()[0])
+
+
+def nongold_share(share:str) -> float: return float(share.split("non-gold share of the reward: ")[1].split("%")[0]) / 100
+
+
 def test_explorer_in_browser(page, voila, tmp_path):  # page first: no server is started when the browser is missing
     t0 = time.monotonic()
     start = first_render(page, *voila)
@@ -129,14 +137,22 @@ def test_explorer_in_browser(page, voila, tmp_path):  # page first: no server is
     assert n_active(after["numbers"]) <= 9, after["numbers"]  # k=4: at most 2k+1 tokens
     assert after["digest"] != start["digest"]  # the plot's bytes changed, not only its URL
     page.screenshot(path=tmp_path / "after.png", full_page=True)
+
+    page.locator(".avatarl-reward button", has_text="consensus").click()  # reward="consensus": r = C·q on every token
+    consensus = changed(page, after)
+    assert n_rewarded(consensus["numbers"]) == n_active(consensus["numbers"]), consensus["numbers"]
+    assert "reward sum 1.500" in consensus["numbers"] and consensus["digest"] != after["digest"], consensus["numbers"]
+    assert nongold_share(consensus["share"]) > nongold_share(after["share"]), (after["share"], consensus["share"])
+    page.screenshot(path=tmp_path / "consensus.png", full_page=True)
     if dest := os.environ.get("AVATARL_EXPLORER_SCREENSHOT"):
         Path(dest).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(tmp_path / "after.png", dest)
+        shutil.copy(tmp_path / "consensus.png", dest)
 
     page.focus(".avatarl-top-k .noUi-handle")  # the keyboard: Home moves top_k to 0, so A_t = {gold}
     page.keyboard.press("Home")
-    k0 = changed(page, after)
-    assert n_active(k0["numbers"]) == 1 and k0["digest"] != after["digest"], k0["numbers"]
+    k0 = changed(page, consensus)
+    assert n_active(k0["numbers"]) == 1 and k0["digest"] != consensus["digest"], k0["numbers"]
+    assert nongold_share(k0["share"]) == 0, k0["share"]  # gold alone takes everything
 
     page.focus(".avatarl-position .noUi-handle")  # one position to the right: another context and gold token
     page.keyboard.press("ArrowRight")
