@@ -13,7 +13,7 @@ __all__ = ['PRESETS', 'OBJECTIVES', 'EVAL_SEED', 'SHAPE_KEYS', 'PEAK_FLOPS', 'CP
            'restore', 'setup_run', 'make_checkpoint', 'save_run', 'evaluate', 'run_loop', 'log_eval', 'stop_message',
            'train', 'tiny_from_env', 'course_configs', 'freeze', 'course_model_ok', 'course_model', 'course_models']
 
-# %% ../nbs/02_critic.ipynb #fa71ffa6
+# %% ../nbs/02_critic.ipynb #5a56a966
 import fcntl, json, math, os, resource, shutil, sys, time
 from contextlib import nullcontext, redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -32,7 +32,7 @@ from .data import (FORMAT, BatchSampler, get_corpus, load_meta, load_tokenizer, 
                           read_meta, up_to_date)
 from .model import GPT, GPTConfig, archive_damage, clean_state_dict, load_model, read_checkpoint
 
-# %% ../nbs/02_critic.ipynb #edc60129
+# %% ../nbs/02_critic.ipynb #ca8e066b
 @dataclass
 class TrainConfig:
     "Everything one training run needs; defaults are the `cpu-tiny` critic."
@@ -69,7 +69,7 @@ class TrainConfig:
     critic:str = ""  # critic checkpoint, for objectives that use one (avatarl)
     objective_args:dict = field(default_factory=dict)  # settings for the objective's factory, e.g. {"top_k": 16}
 
-# %% ../nbs/02_critic.ipynb #fd9d6de1
+# %% ../nbs/02_critic.ipynb #507dada0
 PRESETS = {
     "cpu-tiny": TrainConfig(),  # character Shakespeare on 2 CPU cores: a useful critic in a few minutes
     "gpu-small": TrainConfig(  # GPT-2 BPE Shakespeare, ~30M parameters, bf16 + compile on one GPU
@@ -91,7 +91,7 @@ def make_config(preset:str="cpu-tiny", # a key of PRESETS
         raise ValueError(f"unknown config fields {unknown}; TrainConfig fields are {names}")
     return replace(PRESETS[preset], **overrides)
 
-# %% ../nbs/02_critic.ipynb #39212b9a
+# %% ../nbs/02_critic.ipynb #4d645ce1
 def resolve_device(device:str="auto")->str: # "auto", "cpu", "cuda" or "cuda:N"
     "The device to train on; 'auto' means CUDA when available, else CPU."
     if device == "auto": return "cuda" if torch.cuda.is_available() else "cpu"
@@ -113,7 +113,7 @@ def autocast_ctx(device:str, # a resolved device: "cpu", "cuda" or "cuda:N"
     "Forward-pass context: autocast to `dtype` on the device's type (CUDA or CPU); nothing for float32."
     return nullcontext() if dtype == torch.float32 else torch.autocast(torch.device(device).type, dtype=dtype)
 
-# %% ../nbs/02_critic.ipynb #924c7680
+# %% ../nbs/02_critic.ipynb #110f5cda
 class CrossEntropy:
     "Next-token cross-entropy: the objective the critic (and the baseline student) is trained with."
     name = "ce"
@@ -123,7 +123,7 @@ class CrossEntropy:
                 )->tuple[Tensor, dict[str, Tensor]]:
         return F.cross_entropy(logits.flatten(0, 1), y.flatten()), {}
 
-# %% ../nbs/02_critic.ipynb #701369b5
+# %% ../nbs/02_critic.ipynb #eb67e0ea
 OBJECTIVES:dict[str, Callable] = {"ce": lambda cfg, device: CrossEntropy()}  # name -> factory(cfg, device)
 
 def make_objective(cfg:TrainConfig, # `cfg.objective` names it; `critic` and `objective_args` configure it
@@ -135,7 +135,7 @@ def make_objective(cfg:TrainConfig, # `cfg.objective` names it; `critic` and `ob
                          "or pass the objective itself: train(cfg, objective)")
     return OBJECTIVES[cfg.objective](cfg, device)
 
-# %% ../nbs/02_critic.ipynb #d33cc41d
+# %% ../nbs/02_critic.ipynb #36f6b024
 def lr_at(it:int, # optimizer step, counted from 0
           cfg:TrainConfig)->float:
     "Learning rate at step `it`: linear warmup, cosine decay to `min_lr`, then constant."
@@ -145,7 +145,7 @@ def lr_at(it:int, # optimizer step, counted from 0
     ratio = (it - cfg.warmup_iters) / (decay_iters - cfg.warmup_iters)  # 0 -> 1 over the decay
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * ratio)) * (cfg.lr - cfg.min_lr)
 
-# %% ../nbs/02_critic.ipynb #651775a1
+# %% ../nbs/02_critic.ipynb #5fd552af
 def fused_adam_on(device:str)->bool:
     "Does this torch have a fused AdamW kernel for `device` (CUDA; CPU from torch 2.4)?"
     if device.startswith("cuda"): return True
@@ -158,7 +158,7 @@ def make_optimizer(model:nn.Module, cfg:TrainConfig, device:str)->torch.optim.Ad
               {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), fused=fused_adam_on(device) or None)
 
-# %% ../nbs/02_critic.ipynb #7ba3f715
+# %% ../nbs/02_critic.ipynb #a34e2c20
 class NonFiniteLoss(FloatingPointError):
     "The loss or the gradients became inf/NaN; training stopped without applying a non-finite update."
 
@@ -168,7 +168,7 @@ def skip_if_nonfinite(optimizer:torch.optim.Optimizer,
     if optimizer.defaults.get("fused"): optimizer.found_inf = (~finite).float()  # the fused kernel skips the update
     elif not finite.item(): optimizer.zero_grad(set_to_none=True)  # host sync; parameters without grads stay put
 
-# %% ../nbs/02_critic.ipynb #8140eb29
+# %% ../nbs/02_critic.ipynb #766bfc52
 def train_step(model:nn.Module, # the student; DDP-wrapped under torchrun
                optimizer:torch.optim.Optimizer,
                objective:Callable, # objective(logits, x, y) -> (loss, metrics)
@@ -199,7 +199,7 @@ def train_step(model:nn.Module, # the student; DDP-wrapped under torchrun
     nonfinite = (~(finite & torch.isfinite(loss_sum))).float()  # 1.0 when the loss or the gradient was inf/NaN
     return loss_sum, {**sums, "grad_norm": norm.detach(), "clipped": clipped, "nonfinite": nonfinite}
 
-# %% ../nbs/02_critic.ipynb #30044a67
+# %% ../nbs/02_critic.ipynb #b54b93b3
 EVAL_SEED = 20_240_917  # the evaluation batches' seed: one fixed set for every run
 
 @torch.no_grad()
@@ -221,7 +221,7 @@ def estimate_ce(model:nn.Module, # the student, not DDP-wrapped
     if world_size > 1: dist.all_reduce(total)
     return total.item() / cfg.eval_iters
 
-# %% ../nbs/02_critic.ipynb #c1d3d32e
+# %% ../nbs/02_critic.ipynb #b9abd03a
 def save_checkpoint(ckpt:dict, path:str|Path)->Path:
     "Write `ckpt` to `path` atomically: a temporary file, fsync, then rename."
     path = Path(path)
@@ -239,7 +239,6 @@ def load_checkpoint(path:str|Path)->dict: # a checkpoint file, or a run director
     if not path.exists(): raise FileNotFoundError(f"no checkpoint at {path}; train one first (avatarl_train --out DIR)")
     return read_checkpoint(path)
 
-# %% ../nbs/02_critic.ipynb #365b1037
 def rng_state(device:str)->dict:
     "This process's torch random state (CPU, and the current CUDA device)."
     s = {"torch": torch.get_rng_state()}
@@ -265,7 +264,7 @@ def check_resume(ckpt:dict, # a loaded checkpoint
     if diffs: raise ValueError(f"cannot resume {cfg.out_dir}: " + "; ".join(diffs) +
                                ". Resume with the checkpoint's settings, or start a new run in another out_dir.")
 
-# %% ../nbs/02_critic.ipynb #3bab8ddc
+# %% ../nbs/02_critic.ipynb #a723c982
 def append_metrics(path:Path, row:dict):
     "Append one row to a metrics.jsonl file."
     with open(path, "a") as f: f.write(json.dumps(row) + "\n")
@@ -301,7 +300,6 @@ def plot_metrics(runs:str|Path|dict, # an out_dir, or {label: out_dir}
     ax.set(xlabel="iteration", ylabel="nats per token"); ax.grid(alpha=0.3); ax.legend(fontsize=8)
     return ax.figure
 
-# %% ../nbs/02_critic.ipynb #3be13cca
 def unigram_entropy(data_dir:str|Path, split:str="val")->float:
     "Entropy (nats/token) of the token frequencies of `split`: the CE of the best context-free model."
     tokens = np.memmap(Path(data_dir)/f"{split}.bin", dtype=load_meta(data_dir)["dtype"], mode="r")
@@ -309,7 +307,7 @@ def unigram_entropy(data_dir:str|Path, split:str="val")->float:
     p = p[p > 0]
     return float(-(p * np.log(p)).sum())
 
-# %% ../nbs/02_critic.ipynb #9f305087
+# %% ../nbs/02_critic.ipynb #85cd701f
 PEAK_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L4": 121e12}  # dense bf16 FLOP/s, SXM parts
 CPU_FLOPS_PER_THREAD = 1e11  # two 8-wide AVX2 FMA units at ~3 GHz: nominal
 
@@ -333,7 +331,7 @@ def run_flops_per_token(model:GPT, # the student
     extra = getattr(objective, "flops_per_token", None)
     return model.flops_per_token() + (extra(model.config.block_size) if extra else 0.0)
 
-# %% ../nbs/02_critic.ipynb #d2b08c94
+# %% ../nbs/02_critic.ipynb #ea50ea46
 @dataclass
 class Dist:
     "This process's place in a run; the defaults describe a single process."
@@ -378,7 +376,7 @@ def mean_over_ranks(ts:dict[str, Tensor], # named scalar tensors, on the device
     if d.ddp: dist.all_reduce(v)
     return dict(zip(ts, (v / d.world_size).tolist()))
 
-# %% ../nbs/02_critic.ipynb #1a99f4cb
+# %% ../nbs/02_critic.ipynb #dc6256a1
 def check_writable(out_dir:str|Path)->Path:
     "Create `out_dir` and write a probe file there, so an unwritable directory fails before training."
     out = Path(out_dir)
@@ -406,7 +404,6 @@ def check_run_dir(out:Path, resume:bool):
         raise FileExistsError(f"{out} already holds a run ({ckpt}); continue it with resume=True (--resume), "
                               "or choose another out_dir, or delete it to start over")
 
-# %% ../nbs/02_critic.ipynb #8c3bf9ce
 def prepare_data(cfg:TrainConfig, d:Dist)->Path:
     "The run's data directory: prepared here by a single process; under DDP it must be up to date already."
     data_dir = Path(cfg.data_dir)/f"{cfg.corpus}-{cfg.tokenizer}"
@@ -424,7 +421,7 @@ def model_args(cfg:TrainConfig, vocab_size:int)->dict:
     return dict(block_size=cfg.block_size, vocab_size=vocab_size, n_layer=cfg.n_layer, n_head=cfg.n_head,
                 n_embd=cfg.n_embd, dropout=cfg.dropout, bias=cfg.bias)
 
-# %% ../nbs/02_critic.ipynb #def83e9f
+# %% ../nbs/02_critic.ipynb #ef351796
 @dataclass
 class Run:
     "The state of a training run between iterations."
@@ -463,7 +460,6 @@ def restore(run:Run, ckpt:dict):
               "but the global batch and the dropout RNG differ, so the run is not bit-identical to an uninterrupted "
               "one")
 
-# %% ../nbs/02_critic.ipynb #9a38c2ce
 def setup_run(cfg:TrainConfig, objective:Callable|None, resume:bool, d:Dist, device:str)->Run:
     "Check the run, prepare data, build model, optimizer, sampler and objective; restore them when resuming."
     check_config(cfg)
@@ -487,7 +483,7 @@ def setup_run(cfg:TrainConfig, objective:Callable|None, resume:bool, d:Dist, dev
     if d.ddp: run.model = DDP(run.model, device_ids=[d.local_rank] if device.startswith("cuda") else None)
     return run
 
-# %% ../nbs/02_critic.ipynb #06c1e89f
+# %% ../nbs/02_critic.ipynb #5beaa6fa
 def make_checkpoint(run:Run)->dict:
     "The run's state as tensors and plain containers, loadable with `weights_only=True`."
     obj = run.objective.state_dict() if hasattr(run.objective, "state_dict") else None
@@ -519,7 +515,7 @@ def evaluate(run:Run)->dict:
     save_run(run, is_best)
     return {**ce, **{k: float(v) for k, v in extra.items()}, "best": is_best}
 
-# %% ../nbs/02_critic.ipynb #a38c9636
+# %% ../nbs/02_critic.ipynb #3213c155
 def run_loop(run:Run)->dict:
     "Train `run` up to `cfg.max_iters`, logging and evaluating; returns the last row with val_ce."
     cfg, d, out = run.cfg, run.d, Path(run.cfg.out_dir)
@@ -574,7 +570,7 @@ def stop_message(run:Run, last:int)->str: # last: the iteration of the previous 
             f"gradient were skipped and training stopped; {kept}. Lower lr or raise warmup_iters/grad_clip, then "
             "resume (--resume) or start over.")
 
-# %% ../nbs/02_critic.ipynb #03bde062
+# %% ../nbs/02_critic.ipynb #123807ce
 def train(cfg:TrainConfig, # the run's configuration
           objective:Callable|None=None, # objective(logits, x, y) -> (loss, metrics); None: make_objective(cfg, device)
           resume:bool=False)->dict: # continue from `<out_dir>/ckpt.pt`?
@@ -596,7 +592,7 @@ def train(cfg:TrainConfig, # the run's configuration
     finally:
         if d.owned: dist.destroy_process_group()
 
-# %% ../nbs/02_critic.ipynb #a16c52d8
+# %% ../nbs/02_critic.ipynb #c2934432
 def tiny_from_env()->bool:
     "Is `AVATARL_TINY` set to a true value (1, true, yes, on)? The tests set it to train tiny models in seconds."
     return os.environ.get("AVATARL_TINY", "").strip().lower() in ("1", "true", "yes", "on")
@@ -611,7 +607,6 @@ def course_configs(tiny:bool)->dict[str, TrainConfig]:
             "student": make_config("cpu-tiny", n_layer=2, max_iters=100, eval_interval=25,  # half the depth, a third of
                                    warmup_iters=20, seed=7)}  # the steps: mid-training; its own initialisation
 
-# %% ../nbs/02_critic.ipynb #5929dbbf
 def freeze(model:nn.Module)->nn.Module:
     "`model` in eval mode (no dropout) with no parameter requiring a gradient."
     for p in model.parameters(): p.requires_grad_(False)
@@ -642,7 +637,7 @@ def course_model(root:Path, name:str, cfg:TrainConfig, device:str)->Path:
         os.replace(tmp, root/name)
     return done
 
-# %% ../nbs/02_critic.ipynb #1680dd2b
+# %% ../nbs/02_critic.ipynb #a948330e
 def course_models(out:str|Path="../out", # runs' root; the models live in <out>/course/
                   tiny:bool|None=None,   # tiny models for tests; None: read AVATARL_TINY from the environment
                   device:str="cpu")->tuple: # (critic, student, tokenizer, data_dir)
