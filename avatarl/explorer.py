@@ -25,7 +25,7 @@ from .consensus import AvatarlConfig, consensus_rewards
 from .data import PLAYS_DIR, CharTokenizer, get_tokenizer, play_text
 from .filtering import topk_ids
 from .loop import course_models, freeze, tiny_from_env
-from .model import GPT, GPTConfig, load_model
+from .model import GPT, GPTConfig, load_model, read_checkpoint
 from .reinforce import avatarl_loss
 
 # %% ../nbs/07_explorer.ipynb #fc560550
@@ -44,22 +44,26 @@ def token_label(tok, # a tokenizer: decode and n_vocab
 def to_ids(tok, text_or_ids:str|list[int]) -> list[int]:
     "Token ids of a text (or the ids themselves): at least two, so that one can be predicted from another."
     ids = tok.encode(text_or_ids) if isinstance(text_or_ids, str) else [int(i) for i in text_or_ids]
-    if len(ids) < 2: raise ValueError(f"the text has {len(ids)} token(s): give at least two, one to predict from and one to predict")
+    if len(ids) < 2:
+        raise ValueError(f"the text has {len(ids)} token(s): give at least two, one to predict from and one to predict")
     return ids
 
 def check_models(student:GPT, critic:GPT, tok):
     "Raise a clear error unless student, critic and tokenizer share one vocabulary."
     vs, vc = student.config.vocab_size, critic.config.vocab_size
-    if vs != vc: raise ValueError(f"student vocabulary {vs} != critic vocabulary {vc}: use a student trained with the critic's tokenizer")
-    if tok.n_vocab > vc: raise ValueError(f"the tokenizer has {tok.n_vocab} tokens, the models {vc}: use the tokenizer the models were trained with")
+    if vs != vc: raise ValueError(f"student vocabulary {vs} != critic vocabulary {vc}: use a student trained with the "
+                                  "critic's tokenizer")
+    if tok.n_vocab > vc: raise ValueError(f"the tokenizer has {tok.n_vocab} tokens, the models {vc}: use the tokenizer "
+                                          "the models were trained with")
 
 # %% ../nbs/07_explorer.ipynb #7b3d3473
 def checkpoint_tokenizer(path:str|Path): # a checkpoint written by avatarl.loop
     "The tokenizer recorded in a checkpoint's meta (the prepared data's meta.json)."
-    meta = torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("meta") or {}
+    meta = read_checkpoint(path).get("meta") or {}
     if meta.get("tokenizer") == "char": return CharTokenizer(meta["chars"])
     if meta.get("tokenizer") == "gpt2": return get_tokenizer("gpt2")
-    raise ValueError(f"{path} records no tokenizer (its 'meta' lacks 'tokenizer'): pass checkpoints written by avatarl_train")
+    raise ValueError(f"{path} records no tokenizer (its 'meta' lacks 'tokenizer'): pass checkpoints written by "
+                     "avatarl_train")
 
 def demo_pair(out:str|Path)->tuple[Path, Path]|None: # the runs' root, e.g. ../out
     "(critic, student) of the newest demo under <out>/demo*: its critic/best.pt and the avatarl/best.pt trained on it."
@@ -92,11 +96,13 @@ def load_models(out:str|Path="../out", # runs' root: demos under <out>/demo*, co
         m = Models(s, c, tok, f"course student in {where} (cross-entropy)", f"course critic in {where} (cross-entropy)")
     else:
         for p in pair:
-            if not p.is_file(): raise FileNotFoundError(f"no checkpoint at {p}: check the path, or pass neither to search {out}")
+            if not p.is_file(): raise FileNotFoundError(f"no checkpoint at {p}: check the path, or pass neither to "
+                                                        f"search {out}")
         c, s = (freeze(load_model(p, device)) for p in pair)
         demo = critic is None
-        m = Models(s, c, checkpoint_tokenizer(pair[0]), f"{pair[1]}" + (" (the demo's avatarl student, trained against this "
-                   "critic)" if demo else ""), f"{pair[0]}" + (" (the demo's critic)" if demo else ""))
+        m = Models(s, c, checkpoint_tokenizer(pair[0]),
+                   f"{pair[1]}" + (" (the demo's avatarl student, trained against this critic)" if demo else ""),
+                   f"{pair[0]}" + (" (the demo's critic)" if demo else ""))
     check_models(m.student, m.critic, m.tokenizer)
     if verbose: print(m)
     return m
@@ -107,7 +113,8 @@ def position_logits(student:GPT, critic:GPT, # models sharing one vocabulary, in
                     ids:list[int], # token ids of the text
                     pos:int) -> tuple[Tensor, Tensor, Tensor]: # index of the token to predict, 1 <= pos < len(ids)
     "Student and critic logits (1, V) for ids[pos], from at most block_size tokens before it, and the gold id (1,)."
-    if not 1 <= pos < len(ids): raise ValueError(f"pos={pos} is outside 1..{len(ids) - 1}: a position needs a token before it")
+    if not 1 <= pos < len(ids):
+        raise ValueError(f"pos={pos} is outside 1..{len(ids) - 1}: a position needs a token before it")
     x = torch.tensor(ids[max(0, pos - min(student.config.block_size, critic.config.block_size)):pos])[None]  # (1, t)
     zs = student(x.to(next(student.parameters()).device))[:, -1]  # (1, V)
     zc = critic(x.to(next(critic.parameters()).device))[:, -1]  # (1, V)
@@ -237,8 +244,9 @@ def bar_polygons(left:np.ndarray, # (n,) left edges
     return np.stack([xs, np.stack([np.full_like(top, base), top, top, np.full_like(top, base)], 1)], -1)  # (n, 4, 2)
 
 # %% ../nbs/07_explorer.ipynb #930901bb
-SERIES = {"critic": ("critic p", "tab:blue"), "reality": ("reality p", "tab:green"),  # Explanation field -> (legend, colour)
-          "consensus": ("consensus q", "tab:purple"), "reward": ("reward", "tab:red"), "student": ("student p", "tab:orange")}
+SERIES = {"critic": ("critic p", "tab:blue"), "reality": ("reality p", "tab:green"),  # field -> (legend, colour)
+          "consensus": ("consensus q", "tab:purple"), "reward": ("reward", "tab:red"),
+          "student": ("student p", "tab:orange")}
 
 def plot_explanation(e:Explanation, # what to draw
                      max_reward:float, # the clamp C, drawn as a dotted line
@@ -250,7 +258,8 @@ def plot_explanation(e:Explanation, # what to draw
     for j, (key, (name, colour)) in enumerate(SERIES.items()):
         polys = bar_polygons(x + (j - len(SERIES) / 2) * w, getattr(e, key), w, base)
         ax.add_collection(PolyCollection(polys, facecolors=colour, edgecolors="none", label=name))
-    ax.set_xticks(x, [l.replace("$", r"\$") for l in e.labels], fontsize=10 if e.n_active <= 40 else 7)  # $ is not mathtext
+    labels = [l.replace("$", r"\$") for l in e.labels]  # a literal $, not mathtext
+    ax.set_xticks(x, labels, fontsize=10 if e.n_active <= 40 else 7)
     for t in np.array(ax.get_xticklabels())[e.is_gold]: t.set(color="tab:green", fontweight="bold")
     ax.axhline(max_reward, color="tab:red", lw=0.8, ls=":")
     ax.set(xlim=(-0.6, e.n_active - 0.4), yscale="log" if log_scale else "linear",
@@ -307,14 +316,16 @@ class RewardExplorer(widgets.VBox):
         except ValueError: middle = 1
         self.set_text(middle if pos is None else pos)
         self.text.observe(lambda _: self.set_text(), "value")
-        for w in [self.position, self.log_scale, *self.knobs.values(), *self.toggles.values()]: w.observe(self.update, "value")
+        for w in [self.position, self.log_scale, *self.knobs.values(), *self.toggles.values()]:
+            w.observe(self.update, "value")
 
 # %% ../nbs/07_explorer.ipynb #2f33295d
 @patch
 def build_widgets(self:RewardExplorer, text:str, note:str):
     "Create the input and output widgets, each with a CSS class avatarl-<name> for browser tests."
     wide = widgets.Layout(width="100%")
-    self.text = widgets.Textarea(value=text, description="text", rows=5, continuous_update=False, layout=wide).add_class("avatarl-text")
+    self.text = widgets.Textarea(value=text, description="text", rows=5, continuous_update=False,
+                                 layout=wide).add_class("avatarl-text")
     self.position = widgets.IntSlider(value=1, min=1, max=1, description="position", continuous_update=False,
                                       layout=wide).add_class("avatarl-position")
     self.knobs = {name: knob(name, getattr(self.cfg, name)) for name in [*KNOBS, "reward_scale"]}
@@ -322,9 +333,10 @@ def build_widgets(self:RewardExplorer, text:str, note:str):
                                                 style={"button_width": "6.5em"}).add_class(f"avatarl-{name}")
                     for name, opts in TOGGLES.items()}
     self.log_scale = widgets.Checkbox(value=False, description="log scale").add_class("avatarl-log-scale")
-    self.context, self.numbers = widgets.HTML().add_class("avatarl-context"), widgets.HTML().add_class("avatarl-numbers")
-    self.share = widgets.HTML().add_class("avatarl-share")
-    self.plot = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px")).add_class("avatarl-plot")
+    self.context, self.numbers, self.share = (widgets.HTML().add_class(f"avatarl-{name}")
+                                              for name in ("context", "numbers", "share"))
+    self.plot = widgets.Image(format="png", layout=widgets.Layout(width="100%", max_width="1000px"))
+    self.plot.add_class("avatarl-plot")
     self.status = widgets.HTML(f"<pre style='margin:0'>{html.escape(note)}</pre>").add_class("avatarl-status")
 
 @patch
@@ -363,7 +375,8 @@ def update(self:RewardExplorer, change=None): # a traitlets change (unused: ever
         cfg = self.config()
         if self.cache[0] != (key := (tuple(self.ids), pos)):  # the logits depend on the text and position only
             self.cache = (key, position_logits(self.student, self.critic, self.ids, pos))
-        self.explanation = e = explain_logits(*self.cache[1], self.tokenizer, cfg, text_before(self.tokenizer, self.ids, pos))
+        before = text_before(self.tokenizer, self.ids, pos)
+        self.explanation = e = explain_logits(*self.cache[1], self.tokenizer, cfg, before)
     except ValueError as err: return self.show_error(err)
     self.context.value = context_html(e, pos, len(self.ids))
     self.numbers.value = html.escape(e.numbers)

@@ -36,8 +36,9 @@ def qdagger_lambda(val_ce:float, # the student's validation CE at this evaluatio
                    critic_ce:float, # the critic's validation CE: the teacher's performance
                    unigram_ce:float)->float: # the unigram model's validation CE: the "random" performance
     "QDagger's weaning factor with performance G = -CE: clip((CE_s - CE_c) / (CE_u - CE_c), 0, 1)."
-    if not critic_ce < unigram_ce: raise ValueError(f"critic CE {critic_ce:.4f} is not below the unigram CE {unigram_ce:.4f}: "
-                                                    "QDagger-style weaning needs a critic better than the unigram model; train it longer or use schedule=linear")
+    if not critic_ce < unigram_ce:
+        raise ValueError(f"critic CE {critic_ce:.4f} is not below the unigram CE {unigram_ce:.4f}: QDagger-style "
+                         "weaning needs a critic better than the unigram model; train it longer or use schedule=linear")
     return min(1.0, max(0.0, (val_ce - critic_ce) / (unigram_ce - critic_ce)))
 
 # %% ../nbs/09_reincarnation.ipynb #b52b5d3b
@@ -75,7 +76,8 @@ class Linear(Schedule):
     w0:float  # critic weight at step 0
     iters:int  # step at which it reaches 0
     def __post_init__(self):
-        if not (isinstance(self.iters, int) and self.iters > 0): raise ValueError(f"linear schedule: iters={self.iters!r} must be a positive int")
+        if not (isinstance(self.iters, int) and self.iters > 0):
+            raise ValueError(f"linear schedule: iters={self.iters!r} must be a positive int")
     def weight(self, it:int)->float: return linear_weight(it, self.w0, self.iters)
 
 # %% ../nbs/09_reincarnation.ipynb #f3264f10
@@ -89,24 +91,30 @@ class QDagger(Schedule):
     lam:float = 1.0  # lambda_0 = 1: the full weight until the first evaluation
     def __post_init__(self):
         qdagger_lambda(self.critic_ce, self.critic_ce, self.unigram_ce)  # checks critic_ce < unigram_ce
-        if not (isinstance(self.wean_iters, int) and self.wean_iters >= 0): raise ValueError(f"qdagger schedule: wean_iters={self.wean_iters!r} must be an int >= 0")
+        if not (isinstance(self.wean_iters, int) and self.wean_iters >= 0):
+            raise ValueError(f"qdagger schedule: wean_iters={self.wean_iters!r} must be an int >= 0")
     def weight(self, it:int)->float: return qdagger_weight(it, self.w0, self.lam, self.wean_iters)
     def on_eval(self, it:int, val_ce:float)->dict:
         self.lam = qdagger_lambda(val_ce, self.critic_ce, self.unigram_ce)
         return {"wean_lambda": self.lam}
     def state_dict(self)->dict: return {"lam": self.lam, "critic_ce": self.critic_ce, "unigram_ce": self.unigram_ce}
-    def load_state_dict(self, sd:dict): self.lam, self.critic_ce, self.unigram_ce = (float(sd[k]) for k in ("lam", "critic_ce", "unigram_ce"))
+    def load_state_dict(self, sd:dict):
+        self.lam, self.critic_ce, self.unigram_ce = (float(sd[k]) for k in ("lam", "critic_ce", "unigram_ce"))
 
 # %% ../nbs/09_reincarnation.ipynb #221bea0b
-SETTINGS = {"constant": [], "linear": ["iters"], "qdagger": ["wean_iters", "critic_ce", "unigram_ce"]}  # each schedule's optional settings
+SETTINGS = {"constant": [], "linear": ["iters"],  # each schedule's optional settings
+            "qdagger": ["wean_iters", "critic_ce", "unigram_ce"]}
 
 def schedule_spec(spec:str|dict)->tuple[str, dict]: # a name, or {"kind": name, **settings}
     "The schedule's kind and settings; unknown kinds or settings are an error that lists what is allowed."
     if isinstance(spec, str): kind, settings = spec, {}
-    elif isinstance(spec, dict) and "kind" in spec: kind, settings = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}
-    else: raise ValueError(f"schedule={spec!r}: give a name ({', '.join(SETTINGS)}) or a dict with a 'kind', e.g. {{'kind': 'linear', 'iters': 300}}")
+    elif isinstance(spec, dict) and "kind" in spec:
+        kind, settings = spec["kind"], {k: v for k, v in spec.items() if k != "kind"}
+    else: raise ValueError(f"schedule={spec!r}: give a name ({', '.join(SETTINGS)}) or a dict with a 'kind', "
+                           "e.g. {'kind': 'linear', 'iters': 300}")
     if kind not in SETTINGS: raise ValueError(f"unknown schedule {kind!r}; choose one of {list(SETTINGS)}")
-    if bad := sorted(set(settings) - set(SETTINGS[kind])): raise ValueError(f"schedule {kind!r} takes {SETTINGS[kind] or 'no settings'}, not {bad}")
+    if bad := sorted(set(settings) - set(SETTINGS[kind])):
+        raise ValueError(f"schedule {kind!r} takes {SETTINGS[kind] or 'no settings'}, not {bad}")
     return kind, settings
 
 # %% ../nbs/09_reincarnation.ipynb #3306c335
@@ -118,18 +126,20 @@ def critic_val_ce(cfg:TrainConfig)->float: # a run with a critic
     "The critic's validation CE on the run's own evaluation batches."
     device = resolve_device(cfg.device)
     critic = load_critic(cfg.critic, device)
-    return estimate_ce(critic, run_data(cfg), "val", cfg, device, autocast_ctx(device, autocast_dtype(device, cfg.dtype)))
+    ctx = autocast_ctx(device, autocast_dtype(device, cfg.dtype))
+    return estimate_ce(critic, run_data(cfg), "val", cfg, device, ctx)
 
 # %% ../nbs/09_reincarnation.ipynb #ff4b6a2f
 def make_schedule(spec:str|dict, # objective_args["schedule"]: a name or {"kind": name, **settings}
                   base_weight:float, # the run's critic weight, AvatarlConfig.critic_weight: the schedule's w0
-                  cfg:TrainConfig)->Schedule: # the run: its budget sets the default horizon; its critic and data, QDagger's levels
+                  cfg:TrainConfig)->Schedule: # the run: its budget sets the horizon; critic and data, QDagger's levels
     "The critic-weight schedule `spec` names, with the settings it leaves out taken from the run."
     kind, s = schedule_spec(spec)
     if kind == "constant": return Constant(base_weight)
     if kind == "linear": return Linear(base_weight, s.get("iters", default_horizon(cfg)))
     return QDagger(base_weight, s["critic_ce"] if "critic_ce" in s else critic_val_ce(cfg),
-                   s["unigram_ce"] if "unigram_ce" in s else unigram_entropy(run_data(cfg)), s.get("wean_iters", default_horizon(cfg)))
+                   s["unigram_ce"] if "unigram_ce" in s else unigram_entropy(run_data(cfg)),
+                   s.get("wean_iters", default_horizon(cfg)))
 
 # %% ../nbs/09_reincarnation.ipynb #12c80e76
 def scheduled_objective(cfg:TrainConfig, # an avatarl run: critic, objective_args (with an optional "schedule")
@@ -150,11 +160,11 @@ class Study:
     shape:dict = field(default_factory=lambda: dict(  # TrainConfig fields of the students and the same-size critic
         n_layer=2, n_head=4, n_embd=64,  # 0.1M parameters: a cross-entropy run of 600 steps takes about 30 s of CPU
         block_size=64, batch_size=32,  # 2,048 characters per step
-        eval_interval=50, eval_iters=10, log_interval=10, warmup_iters=30))  # 13 evaluations: QDagger's lambda is updated at each
-    small:dict = field(default_factory=lambda: dict(n_layer=1, n_head=2, n_embd=32))  # the smaller critic, 15k parameters
-    large:dict = field(default_factory=lambda: dict(n_layer=3, n_head=4, n_embd=96))  # the larger critic, 0.34M parameters
+        eval_interval=50, eval_iters=10, log_interval=10, warmup_iters=30))  # 13 evaluations: lambda updated at each
+    small:dict = field(default_factory=lambda: dict(n_layer=1, n_head=2, n_embd=32))  # the smaller critic: 15k params
+    large:dict = field(default_factory=lambda: dict(n_layer=3, n_head=4, n_embd=96))  # the larger critic: 0.34M
     generations:int = 3  # born-again chain; generation 1 is the constant-weight student
-    reference:bool = True  # also the three schedules in reference mode, where the critic rewards several tokens per position
+    reference:bool = True  # the three schedules in reference mode too, where several tokens per position are rewarded
     seeds:tuple = (1337, 1338)  # the key comparison (ce, constant, linear, qdagger) runs once per seed
     critic_seed:int = 7  # critics' initial weights and batches differ from every student's
     final_eval_iters:int = 50  # batches of the table's validation CE: 100k characters at the shape above
@@ -162,7 +172,8 @@ class Study:
 STUDIES = {"full": Study(),  # about 15 minutes of CPU time on one thread (measured below)
            "tiny": Study(20, 40, dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=8, eval_interval=10,
                                       eval_iters=2, log_interval=5, warmup_iters=5),
-                         dict(n_layer=1, n_head=2, n_embd=16), dict(n_layer=2, n_head=2, n_embd=48), final_eval_iters=4)}  # seconds, under test
+                         dict(n_layer=1, n_head=2, n_embd=16), dict(n_layer=2, n_head=2, n_embd=48),
+                         final_eval_iters=4)}  # seconds, under test
 
 # %% ../nbs/09_reincarnation.ipynb #9428c213
 def study_configs(study:Study, out:str|Path, # parent directory of every run
@@ -174,14 +185,18 @@ def study_configs(study:Study, out:str|Path, # parent directory of every run
             for name, shape in (("critic", {}), ("critic-small", study.small), ("critic-large", study.large))}
     student = replace(base, max_iters=study.student_iters)
     def avatarl(name, critic, seed, schedule="constant"):
-        return replace(student, objective="avatarl", critic=str(out/critic), objective_args={"schedule": schedule}, seed=seed, out_dir=str(out/name))
+        return replace(student, objective="avatarl", critic=str(out/critic), objective_args={"schedule": schedule},
+                       seed=seed, out_dir=str(out/name))
     for i, seed in enumerate(study.seeds):
         sfx = f"-seed{seed}" if i else ""
         cfgs["ce" + sfx] = replace(student, seed=seed, out_dir=str(out/("ce" + sfx)))
         cfgs |= {k + sfx: avatarl(k + sfx, "critic", seed, k) for k in ("constant", "linear", "qdagger")}
-    if study.reference: cfgs |= {f"{k}-ref": replace(avatarl(f"{k}-ref", "critic", study.seeds[0], k), objective_args={"schedule": k, "mode": "reference"})
-                                 for k in ("constant", "linear", "qdagger")}
-    cfgs |= {f"gen{g}": avatarl(f"gen{g}", "constant" if g == 2 else f"gen{g - 1}", study.seeds[0]) for g in range(2, study.generations + 1)}
+    if study.reference:
+        cfgs |= {f"{k}-ref": replace(avatarl(f"{k}-ref", "critic", study.seeds[0], k),
+                                     objective_args={"schedule": k, "mode": "reference"})
+                 for k in ("constant", "linear", "qdagger")}
+    cfgs |= {f"gen{g}": avatarl(f"gen{g}", "constant" if g == 2 else f"gen{g - 1}", study.seeds[0])
+             for g in range(2, study.generations + 1)}
     return cfgs | {f"{k}-critic": avatarl(f"{k}-critic", f"critic-{k}", study.seeds[0]) for k in ("small", "large")}
 
 # %% ../nbs/09_reincarnation.ipynb #d2e2c353
@@ -190,22 +205,26 @@ def run_state(cfg:TrainConfig)->str:
     path = Path(cfg.out_dir)/"ckpt.pt"
     if not path.exists(): return "new"
     ck = load_checkpoint(path)
-    if ck["config"] != asdict(cfg): raise ValueError(f"{cfg.out_dir} holds a run with another configuration: delete it or study elsewhere (another out)")
+    if ck["config"] != asdict(cfg):
+        raise ValueError(f"{cfg.out_dir} holds a run with another configuration: delete it, or study elsewhere "
+                         "(another out)")
     return "done" if ck["iter"] >= cfg.max_iters else "partial"
 
 # %% ../nbs/09_reincarnation.ipynb #8b0b07b4
 def run_study(cfgs:dict[str, TrainConfig], # study_configs
               log:str|Path=os.devnull): # where the loop's progress output goes
-    "Train every run that is not done yet, in order; its steps, last val CE, CPU and wall seconds go to timing.json beside it."
+    "Train every run not done yet, in order; its steps, last val CE, CPU and wall seconds go to timing.json beside it."
     for name, cfg in cfgs.items():
         state, path = run_state(cfg), Path(cfg.out_dir)/"timing.json"
         if state != "done":
             cpu, wall = time.process_time(), time.perf_counter()
             with open(log, "a") as f, redirect_stdout(f), redirect_stderr(f): s = train(cfg, resume=state == "partial")
-            path.write_text(json.dumps({"iters": s["iters"], "val_ce": s["val_ce"], "cpu_s": time.process_time() - cpu, "wall_s": time.perf_counter() - wall}))
+            path.write_text(json.dumps({"iters": s["iters"], "val_ce": s["val_ce"], "cpu_s": time.process_time() - cpu,
+                                        "wall_s": time.perf_counter() - wall}))
         if not path.exists(): print(f"{name}: trained earlier, kept"); continue
         t = json.loads(path.read_text())
-        print(f"{name}: {t['iters']} steps, val CE {t['val_ce']:.4f}, {t['cpu_s']:.0f} s CPU, {t['wall_s']:.0f} s wall" + (" (trained earlier, kept)" if state == "done" else ""))
+        print(f"{name}: {t['iters']} steps, val CE {t['val_ce']:.4f}, {t['cpu_s']:.0f} s CPU, {t['wall_s']:.0f} s wall"
+              + (" (trained earlier, kept)" if state == "done" else ""))
 
 # %% ../nbs/09_reincarnation.ipynb #e3f7fdeb
 def checkpoint_ce(path:str|Path, # a checkpoint file
@@ -220,12 +239,13 @@ def rewarded_per_position(out:str|Path)->float|None: # a run directory
     return sum(v) / len(v) if v else None
 
 def study_results(cfgs:dict[str, TrainConfig], study:Study)->dict[str, dict]:
-    "Per run: validation CE at the end and of best.pt, its critic's (best.pt) CE, rewarded tokens per position, parameters, seconds."
+    "Per run: val CE at the end and of best.pt, its critic's (best.pt) CE, rewarded tokens per position, size, seconds."
     res = {}
     for name, cfg in cfgs.items():  # critics come before their students
         out, critic = Path(cfg.out_dir), Path(cfg.critic).name if cfg.critic else None
         timing = json.loads((out/"timing.json").read_text()) if (out/"timing.json").exists() else {}
-        res[name] = {"end_ce": checkpoint_ce(out/"ckpt.pt", cfg, study.final_eval_iters), "best_ce": checkpoint_ce(out/"best.pt", cfg, study.final_eval_iters),
+        res[name] = {"end_ce": checkpoint_ce(out/"ckpt.pt", cfg, study.final_eval_iters),
+                     "best_ce": checkpoint_ce(out/"best.pt", cfg, study.final_eval_iters),
                      "critic": critic, "critic_ce": res[critic]["best_ce"] if critic else None, "seed": cfg.seed,
                      "params": load_model(out/"ckpt.pt").num_params(), "schedule": cfg.objective_args.get("schedule"),
                      "mode": cfg.objective_args.get("mode", "blog"), "rewarded": rewarded_per_position(out), **timing}
@@ -234,7 +254,8 @@ def study_results(cfgs:dict[str, TrainConfig], study:Study)->dict[str, dict]:
 # %% ../nbs/09_reincarnation.ipynb #b01f819b
 def study_table(res:dict[str, dict])->str: # study_results
     "A markdown table of the study: CE of every model, its critic's, below the critic?, difference from the CE student."
-    rows = ["| run | objective | params | seed | val CE | critic | critic val CE | below its critic? | vs CE student | rewarded / position | CPU s |",
+    rows = ["| run | objective | params | seed | val CE | critic | critic val CE | below its critic? | vs CE student | "
+            "rewarded / position | CPU s |",
             "|---|---|---:|---:|---:|---|---:|:---:|---:|---:|---:|"]
     for k, r in res.items():
         ce_k = "ce" + k[k.index("-seed"):] if "-seed" in k else "ce"
@@ -243,5 +264,6 @@ def study_table(res:dict[str, dict])->str: # study_results
         crit = f"{r['critic']} | {r['critic_ce']:.4f}" if r["critic"] else "– | –"
         below = ("yes" if r["end_ce"] < r["critic_ce"] else "no") if r["critic"] else "–"
         vs = f"{r['end_ce'] - res[ce_k]['end_ce']:+.4f}" if not k.startswith("critic") and ce_k in res else "–"
-        rows.append(f"| {k} | {what} | {r['params'] / 1e6:.3f}M | {r['seed']} | {r['end_ce']:.4f} | {crit} | {below} | {vs} | {rew} | {r.get('cpu_s', float('nan')):.0f} |")
+        rows.append(f"| {k} | {what} | {r['params'] / 1e6:.3f}M | {r['seed']} | {r['end_ce']:.4f} | {crit} | {below} | "
+                    f"{vs} | {rew} | {r.get('cpu_s', float('nan')):.0f} |")
     return "\n".join(rows)
