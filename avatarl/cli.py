@@ -5,7 +5,7 @@
 # %% auto #0
 __all__ = ['parse_value', 'parse_overrides', 'parse_objective_args', 'avatarl_train']
 
-# %% ../nbs/12_cli.ipynb #34212ee6
+# %% ../nbs/12_cli.ipynb #0bfdc49e
 import ast, json, os
 from typing import get_type_hints
 
@@ -14,7 +14,7 @@ from fastcore.script import Param, call_parse
 import avatarl.reincarnation  # registers the avatarl objective, with its critic-weight schedules, in OBJECTIVES
 from .loop import OBJECTIVES, NonFiniteLoss, TrainConfig, make_config, train
 
-# %% ../nbs/12_cli.ipynb #57aaeb26
+# %% ../nbs/12_cli.ipynb #627e99d5
 def parse_value(text:str, typ:type):
     "Parse a command-line value for a field of type `typ`."
     if typ is bool:
@@ -49,7 +49,7 @@ def parse_objective_args(pairs:list[str])->dict:
         except (ValueError, SyntaxError): out[k] = v
     return out
 
-# %% ../nbs/12_cli.ipynb #034ded49
+# %% ../nbs/12_cli.ipynb #ee9b0367
 @call_parse
 def avatarl_train(
     objective:str="ce", # training objective, a key of OBJECTIVES: "ce" (cross-entropy) or "avatarl" (needs --critic)
