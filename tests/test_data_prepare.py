@@ -1,4 +1,4 @@
-"""What makes `avatarl.data.prepare` safe: locking, interrupted writes, skipping, and Arrow reads (nbs/00_data.ipynb)."""
+"""What makes `avatarl.data.prepare` safe: locking, interrupted writes, skipping, Arrow reads (nbs/00_data.ipynb)."""
 import fcntl, threading, time
 
 import numpy as np
