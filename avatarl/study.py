@@ -7,10 +7,10 @@ __all__ = ['ARMS', 'STUDENT', 'REGIMES', 'study_data', 'split_ce', 'Distillation
            'train_config', 'make_study_objective', 'git_commit', 'run_result', 'run_spec', 'run_all', 'grid', 'choose',
            'spec_of', 'run_regime', 'machine', 'parse_seeds', 'write_results', 't975', 'paired_ci', 'arm_key',
            'final_runs', 'critic_runs', 'arm_flops', 'baseline_arm', 'summary', 'settings_text', 'summary_table',
-           'verdict', 'plot_curves', 'plot_ce_grid', 'plot_diffs', 'plot_nongold', 'study_figure', 'render',
+           'verdict', 'plot_curves', 'zoom', 'plot_ce_grid', 'plot_diffs', 'plot_nongold', 'study_figure', 'render',
            'regime_line', 'below_critic_line', 'readme_verdict', 'write_front_page', 'front_page', 'avatarl_study']
 
-# %% ../nbs/10_study.ipynb #7e966cf5
+# %% ../nbs/10_study.ipynb #cf85af5d
 import json, os, platform, subprocess, sys, time
 import multiprocessing as mp
 from contextlib import redirect_stderr, redirect_stdout
@@ -28,7 +28,7 @@ from .loop import TrainConfig, load_checkpoint, make_config, read_metrics, train
 from .model import GPT, load_model
 from .train import make_avatarl_objective
 
-# %% ../nbs/10_study.ipynb #1d368408
+# %% ../nbs/10_study.ipynb #da9f4b8d
 def study_data(base:str|Path, # prepared character Shakespeare, e.g. data/shakespeare-char
                out:str|Path, # parent of the study's data directory (<out>/shakespeare-char/)
                train_tokens:int|None)->Path: # the first N training tokens; None: all of them
@@ -52,7 +52,7 @@ def study_data(base:str|Path, # prepared character Shakespeare, e.g. data/shakes
                                       "val_titles": titles[:len(ends) // 2], "test_titles": titles[len(ends) // 2:]})
     return d
 
-# %% ../nbs/10_study.ipynb #405cc228
+# %% ../nbs/10_study.ipynb #2fd72dd7
 @torch.no_grad()
 def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int=64)->float:
     "Cross-entropy (nats/token) of every token of a split, in consecutive windows of block_size."
@@ -65,7 +65,7 @@ def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int
                               reduction="sum") for i in range(0, n, batch_size))
     return float(tot) / (n * block_size)
 
-# %% ../nbs/10_study.ipynb #519a5a1c
+# %% ../nbs/10_study.ipynb #b92a64c0
 class Distillation:
     "Full-vocabulary distillation: cross-entropy toward the frozen critic's distribution, no gold-token term."
     name = "distill"
@@ -76,7 +76,7 @@ class Distillation:
         nongold = 1 - pc.gather(-1, y[..., None]).mean()                             # target mass off the gold token
         return loss, {"nongold_share": nongold}
 
-# %% ../nbs/10_study.ipynb #347862d1
+# %% ../nbs/10_study.ipynb #e4e85096
 class LabelSmoothing:
     "Cross-entropy with ordinary label smoothing over the whole vocabulary: the regularised CE baseline's other form."
     name = "ce-ls"
@@ -84,7 +84,7 @@ class LabelSmoothing:
     def __call__(self, logits:Tensor, x:Tensor, y:Tensor)->tuple[Tensor, dict[str, Tensor]]:
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), label_smoothing=self.eps), {}
 
-# %% ../nbs/10_study.ipynb #1f8d5c25
+# %% ../nbs/10_study.ipynb #3a6c53d0
 ARMS = {  # arm -> (objective, objective settings)
     "ce": ("ce", {}),  # cross-entropy: the baseline
     "ce-ls": ("ce-ls", {"label_smoothing": 0.1}),  # cross-entropy with label smoothing: the other regularised baseline
@@ -99,7 +99,7 @@ ARMS = {  # arm -> (objective, objective settings)
                                 "reality_weight": 0.5, "critic_floor": 1e-3}),  # no reward for tokens the critic doubts
 }
 
-# %% ../nbs/10_study.ipynb #0bf7a64e
+# %% ../nbs/10_study.ipynb #2789e000
 @dataclass
 class Regime:
     "One regime of the study: data, model sizes, budgets and the grids every arm is tuned on."
@@ -166,7 +166,7 @@ class Spec:
         ba = "ba-" if self.born_again else ""
         return f"{self.regime}/{ba}{self.arm}/lr{self.lr:g}-do{self.dropout:g}{wr}-s{self.seed}"
 
-# %% ../nbs/10_study.ipynb #452993ef
+# %% ../nbs/10_study.ipynb #ab15ade9
 def train_config(spec:Spec, reg:Regime, out:Path, data_root:Path)->TrainConfig:
     "The TrainConfig of a run: the regime's shapes and budgets, the run's settings, its critic."
     big = spec.arm == "critic" and not spec.born_again
@@ -185,7 +185,7 @@ def make_study_objective(cfg:TrainConfig):
     if cfg.objective == "ce-ls": return LabelSmoothing(cfg.objective_args["label_smoothing"])
     return None  # the loop's cross-entropy
 
-# %% ../nbs/10_study.ipynb #001a0220
+# %% ../nbs/10_study.ipynb #7dda01f2
 def git_commit()->str:
     "The commit of the code that runs (with '+dirty' when the package differs from it), or 'unknown'."
     here = Path(sys.modules["avatarl"].__file__).resolve().parent.parent
@@ -214,7 +214,7 @@ def run_result(spec:Spec, cfg:TrainConfig, seconds:float)->dict:
             "rewarded_per_position": mean("rewarded_per_position"), "clipped": mean("clipped"),
             "grad_norm": mean("grad_norm")}
 
-# %% ../nbs/10_study.ipynb #e1949bb6
+# %% ../nbs/10_study.ipynb #344fc0e2
 def run_spec(job:tuple)->dict:
     "Train one run (resuming a partial one) and write its result.json; a finished run is read back, not retrained."
     spec, reg, out, data_root = job
@@ -243,7 +243,7 @@ def run_all(specs:list[Spec], reg:Regime, out:Path, data_root:Path, workers:int)
         for r in pool.imap_unordered(run_spec, jobs): res.append(r); report(r)
     return res
 
-# %% ../nbs/10_study.ipynb #98569b62
+# %% ../nbs/10_study.ipynb #756eb5a8
 def grid(reg:Regime, seed:int, critic:str, arms:tuple, dropouts:tuple)->list[Spec]:
     "The settings grid of `arms` on one seed: learning rates, dropouts (CE's own), the voice arm's reality weights."
     return [Spec(reg.name, arm, seed, lr, do, wr, "" if arm == "ce" else critic)
@@ -280,7 +280,7 @@ def run_regime(reg:Regime, seeds:list[int], out:Path, data_root:Path, workers:in
     return {"design": asdict(reg), "seeds": seeds, "chosen": {a: r["name"] for a, r in chosen.items()},
             "runs": sorted(res, key=lambda r: r["name"])}
 
-# %% ../nbs/10_study.ipynb #9c7551ec
+# %% ../nbs/10_study.ipynb #c320a073
 def machine()->str:
     "The machine, in words: processor, cores, OS, Python and torch."
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
@@ -304,7 +304,7 @@ def write_results(path:Path, regime:str, result:dict, command:str):
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"regimes": regimes})
 
-# %% ../nbs/10_study.ipynb #2098b1c0
+# %% ../nbs/10_study.ipynb #c0a8d2f2
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}  # Student's t, 97.5% quantile, by degrees of freedom
 
@@ -370,7 +370,7 @@ def summary(reg:dict)->list[dict]:
                          below_critic=sum(r["test_ce"] < crit["test_ce"] for r in rs) if crit else None))
     return rows
 
-# %% ../nbs/10_study.ipynb #1160cbd6
+# %% ../nbs/10_study.ipynb #1db8da50
 def settings_text(row:dict)->str:
     "lr, dropout (and reality weight) of an arm, compactly."
     return f"lr {row['lr']:g}, dropout {row['dropout']:g}" + (f", w_r {row['wr']:g}" if row["wr"] is not None else "")
@@ -409,7 +409,7 @@ def verdict(reg:dict)->str:
     lose = "Worse than CE, the whole interval above zero: " + ", ".join(map(fmt, losses)) + "." if losses else ""
     return f"{head} {av} {lose} ({n} paired seeds; test CE at each run's dev-best checkpoint.)".replace("  ", " ")
 
-# %% ../nbs/10_study.ipynb #687cca3c
+# %% ../nbs/10_study.ipynb #5c874d28
 _ARM_COLORS = {"ce": "k", "ce-ls": "tab:brown", "distill": "tab:gray", "blog": "tab:blue", "reference": "tab:cyan",
               "consensus": "tab:purple", "voice": "tab:red", "critic-only": "tab:orange", "reality-only": "tab:green",
               "voice-floor": "tab:pink",
@@ -424,7 +424,13 @@ def plot_curves(reg:dict, ax, arms:list[str]|None=None):
         c = _ARM_COLORS.get(arm, None)
         ax.plot(its, v.mean(0), color=c, lw=1.5, label=arm, ls="--" if arm.startswith("ba-") else "-")
         ax.fill_between(its, v.min(0), v.max(0), color=c, alpha=0.15, lw=0)
+    zoom(ax)
     ax.set(xlabel="step", ylabel="dev CE (nats/char)"); ax.grid(alpha=0.3)
+
+def zoom(ax, span:float=0.3):
+    "Show the lowest `span` nats of the curves on `ax` (the first evaluations sit far above)."
+    lo = min(min(l.get_ydata()) for l in ax.get_lines() if len(l.get_ydata()))
+    ax.set_ylim(lo - 0.02, lo + span)
 
 def plot_ce_grid(reg:dict, ax):
     "Cross-entropy's grid on the first seed: dev CE bottoms out, then rises as the student memorises its data."
@@ -432,6 +438,7 @@ def plot_ce_grid(reg:dict, ax):
         its, v = zip(*r["curve"])
         ax.plot(its, v, marker=".", label=f"lr {r['lr']:g}, dropout {r['dropout']:g}")
         ax.plot(r["best_iter"], dict(r["curve"])[r["best_iter"]], "k*", ms=9)
+    zoom(ax)
     ax.set(xlabel="step", ylabel="dev CE (nats/char)", title=f"{reg['design']['name']}: CE grid (★ dev-best)")
     ax.grid(alpha=0.3); ax.legend(fontsize=7)
 
@@ -481,7 +488,7 @@ def render(study:dict, out:Path):
         (out/f"{name}-table.md").write_text(summary_table(reg) + "\n\n" + verdict(reg) + "\n")
     study_figure(study).savefig(out/"study.png", dpi=110)
 
-# %% ../nbs/10_study.ipynb #b922cc57
+# %% ../nbs/10_study.ipynb #42245f59
 def regime_line(reg:dict)->str:
     "The regime in words: data, passes over it, seeds."
     d, row = reg["design"], summary(reg)[0]
@@ -521,7 +528,7 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
     lines += ["", "Design, derivations and every figure: `nbs/10_study.ipynb`."]
     return "\n".join(lines)
 
-# %% ../nbs/10_study.ipynb #b81556ac
+# %% ../nbs/10_study.ipynb #5d7d9955
 def write_front_page(study:dict, index:Path, readme:Path, figure:Path):
     "Rewrite the verdict cell of `index` (the front page), the figure, and README.md from the front page's cells."
     nb = json.loads(index.read_text())
@@ -538,7 +545,7 @@ def front_page(index:Path)->str:
     cells = json.loads(index.read_text())["cells"]
     return "\n\n".join("".join(c["source"]).strip() for c in cells if c["cell_type"] == "markdown") + "\n"
 
-# %% ../nbs/10_study.ipynb #55cfcfe5
+# %% ../nbs/10_study.ipynb #847883da
 @call_parse
 def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, or tiny (seconds)
                   seeds:str="0-4", # paired seeds: one seed = one init and batch order, shared by every arm
