@@ -88,19 +88,19 @@ def load_models(out:str|Path="../out", # runs' root: demos under <out>/demo*, co
                 device:str="cpu", verbose:bool=True)->Models: # verbose: print which models are used
     "The critic and student to explore: explicit checkpoints, else the newest demo's pair, else the course models."
     if (critic is None) != (student is None): raise ValueError("pass both critic= and student= checkpoints, or neither")
-    tiny = tiny_from_env() if tiny is None else tiny
+    tiny, root = tiny_from_env() if tiny is None else tiny, Path(out).parent
     pair = (Path(critic), Path(student)) if critic is not None else None if tiny else demo_pair(out)
     if pair is None:
         c, s, tok, _ = course_models(out, tiny, device)
-        where = Path(out)/("course-tiny" if tiny else "course")
+        where = (Path(out)/("course-tiny" if tiny else "course")).relative_to(root)  # runs named from the repository
         m = Models(s, c, tok, f"course student in {where} (cross-entropy)", f"course critic in {where} (cross-entropy)")
     else:
         for p in pair:
             if not p.is_file(): raise FileNotFoundError(f"no checkpoint at {p}: check the path, or pass neither to "
                                                         f"search {out}")
         c, s = (freeze(load_model(p, device)) for p in pair)
-        demo = critic is None
-        m = Models(s, c, checkpoint_tokenizer(pair[0]),
+        if demo := critic is None: pair = tuple(p.relative_to(root) for p in pair)  # runs named from the repository
+        m = Models(s, c, checkpoint_tokenizer(root/pair[0] if demo else pair[0]),
                    f"{pair[1]}" + (" (the demo's avatarl student, trained against this critic)" if demo else ""),
                    f"{pair[0]}" + (" (the demo's critic)" if demo else ""))
     check_models(m.student, m.critic, m.tokenizer)
@@ -330,7 +330,7 @@ def build_widgets(self:RewardExplorer, text:str, note:str):
                                       layout=wide).add_class("avatarl-position")
     self.knobs = {name: knob(name, getattr(self.cfg, name)) for name in [*KNOBS, "reward_scale"]}
     self.toggles = {name: widgets.ToggleButtons(options=opts, value=getattr(self.cfg, name), description=name,
-                                                style={"button_width": "6.5em"}).add_class(f"avatarl-{name}")
+                                                style={"button_width": "7.5em"}).add_class(f"avatarl-{name}")
                     for name, opts in TOGGLES.items()}
     self.log_scale = widgets.Checkbox(value=False, description="log scale").add_class("avatarl-log-scale")
     self.context, self.numbers, self.share = (widgets.HTML().add_class(f"avatarl-{name}")
