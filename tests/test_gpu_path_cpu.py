@@ -82,14 +82,14 @@ def test_gpu_path_one_process(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env = {k: v for k, v in env.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     cmd = [sys.executable, __file__, tmp_path/"result.json", tmp_path/"data", tmp_path/"run"]
-    p = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=300)
+    p = subprocess.run(list(map(str, cmd)), env=env, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, f"{p.stdout}\n{p.stderr}"
     check(json.loads((tmp_path/"result.json").read_text()), 1)
 
 
 def test_gpu_path_ddp(tmp_path, torchrun):
     prepare("shakespeare", "char", out=tmp_path/"data")
-    torchrun(__file__, tmp_path/"result.json", tmp_path/"data", tmp_path/"run", timeout=300)
+    torchrun(__file__, tmp_path/"result.json", tmp_path/"data", tmp_path/"run", timeout=600)
     check(json.loads((tmp_path/"result.json").read_text()), 2)
 
 
