@@ -6,11 +6,12 @@
 __all__ = ['ARMS', 'STUDENT', 'REGIMES', 'study_data', 'split_ce', 'Distillation', 'LabelSmoothing', 'Regime', 'Spec',
            'train_config', 'make_study_objective', 'git_commit', 'run_result', 'run_spec', 'run_all', 'grid', 'choose',
            'spec_of', 'run_regime', 'machine', 'parse_seeds', 'write_results', 't975', 'paired_ci', 'arm_key',
-           'final_runs', 'critic_runs', 'arm_flops', 'baseline_arm', 'summary', 'settings_text', 'summary_table',
-           'verdict', 'plot_curves', 'zoom', 'plot_ce_grid', 'plot_diffs', 'plot_nongold', 'study_figure', 'render',
-           'regime_line', 'below_critic_line', 'readme_verdict', 'write_front_page', 'front_page', 'avatarl_study']
+           'final_runs', 'critic_runs', 'arm_flops', 'baseline_arm', 'summary', 'contrast', 'contrast_lines',
+           'settings_text', 'summary_table', 'verdict', 'plot_curves', 'zoom', 'plot_ce_grid', 'plot_diffs',
+           'plot_nongold', 'study_figure', 'render', 'regime_line', 'below_critic_line', 'readme_verdict',
+           'write_front_page', 'front_page', 'avatarl_study']
 
-# %% ../nbs/10_study.ipynb #025a6f35
+# %% ../nbs/10_study.ipynb #2047554c
 import json, os, platform, subprocess, sys, time
 import multiprocessing as mp
 from contextlib import redirect_stderr, redirect_stdout
@@ -28,7 +29,7 @@ from .loop import TrainConfig, load_checkpoint, make_config, read_metrics, train
 from .model import GPT, load_model
 from .train import make_avatarl_objective
 
-# %% ../nbs/10_study.ipynb #d2b1f4d3
+# %% ../nbs/10_study.ipynb #d0ded672
 def study_data(base:str|Path, # prepared character Shakespeare, e.g. data/shakespeare-char
                out:str|Path, # parent of the study's data directory (<out>/shakespeare-char/)
                train_tokens:int|None)->Path: # the first N training tokens; None: all of them
@@ -52,7 +53,7 @@ def study_data(base:str|Path, # prepared character Shakespeare, e.g. data/shakes
                                       "val_titles": titles[:len(ends) // 2], "test_titles": titles[len(ends) // 2:]})
     return d
 
-# %% ../nbs/10_study.ipynb #3d9a03a7
+# %% ../nbs/10_study.ipynb #362b4519
 @torch.no_grad()
 def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int=64)->float:
     "Cross-entropy (nats/token) of every token of a split, in consecutive windows of block_size."
@@ -65,7 +66,7 @@ def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int
                               reduction="sum") for i in range(0, n, batch_size))
     return float(tot) / (n * block_size)
 
-# %% ../nbs/10_study.ipynb #08272057
+# %% ../nbs/10_study.ipynb #a285c968
 class Distillation:
     "Full-vocabulary distillation: cross-entropy toward the frozen critic's distribution, no gold-token term."
     name = "distill"
@@ -76,7 +77,7 @@ class Distillation:
         nongold = 1 - pc.gather(-1, y[..., None]).mean()                             # target mass off the gold token
         return loss, {"nongold_share": nongold}
 
-# %% ../nbs/10_study.ipynb #527c0fce
+# %% ../nbs/10_study.ipynb #2ca5a37f
 class LabelSmoothing:
     "Cross-entropy with ordinary label smoothing over the whole vocabulary: the regularised CE baseline's other form."
     name = "ce-ls"
@@ -84,7 +85,7 @@ class LabelSmoothing:
     def __call__(self, logits:Tensor, x:Tensor, y:Tensor)->tuple[Tensor, dict[str, Tensor]]:
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), label_smoothing=self.eps), {}
 
-# %% ../nbs/10_study.ipynb #22763c7f
+# %% ../nbs/10_study.ipynb #9fa6bb8a
 ARMS = {  # arm -> (objective, objective settings)
     "ce": ("ce", {}),  # cross-entropy: the baseline
     "ce-ls": ("ce-ls", {"label_smoothing": 0.1}),  # cross-entropy with label smoothing: the other regularised baseline
@@ -99,7 +100,7 @@ ARMS = {  # arm -> (objective, objective settings)
                                 "reality_weight": 0.5, "critic_floor": 1e-3}),  # no reward for tokens the critic doubts
 }
 
-# %% ../nbs/10_study.ipynb #a6d48ccf
+# %% ../nbs/10_study.ipynb #0ba206f5
 @dataclass
 class Regime:
     "One regime of the study: data, model sizes, budgets and the grids every arm is tuned on."
@@ -166,7 +167,7 @@ class Spec:
         ba = "ba-" if self.born_again else ""
         return f"{self.regime}/{ba}{self.arm}/lr{self.lr:g}-do{self.dropout:g}{wr}-s{self.seed}"
 
-# %% ../nbs/10_study.ipynb #3ba330c6
+# %% ../nbs/10_study.ipynb #cbaef961
 def train_config(spec:Spec, reg:Regime, out:Path, data_root:Path)->TrainConfig:
     "The TrainConfig of a run: the regime's shapes and budgets, the run's settings, its critic."
     big = spec.arm == "critic" and not spec.born_again
@@ -185,7 +186,7 @@ def make_study_objective(cfg:TrainConfig):
     if cfg.objective == "ce-ls": return LabelSmoothing(cfg.objective_args["label_smoothing"])
     return None  # the loop's cross-entropy
 
-# %% ../nbs/10_study.ipynb #c8039149
+# %% ../nbs/10_study.ipynb #b24c9e0b
 def git_commit()->str:
     "The commit of the code that runs (with '+dirty' when the package differs from it), or 'unknown'."
     here = Path(sys.modules["avatarl"].__file__).resolve().parent.parent
@@ -214,7 +215,7 @@ def run_result(spec:Spec, cfg:TrainConfig, seconds:float)->dict:
             "rewarded_per_position": mean("rewarded_per_position"), "clipped": mean("clipped"),
             "grad_norm": mean("grad_norm")}
 
-# %% ../nbs/10_study.ipynb #c9367648
+# %% ../nbs/10_study.ipynb #a5364cd4
 def run_spec(job:tuple)->dict:
     "Train one run (resuming a partial one) and write its result.json; a finished run is read back, not retrained."
     spec, reg, out, data_root = job
@@ -243,7 +244,7 @@ def run_all(specs:list[Spec], reg:Regime, out:Path, data_root:Path, workers:int)
         for r in pool.imap_unordered(run_spec, jobs): res.append(r); report(r)
     return res
 
-# %% ../nbs/10_study.ipynb #cbfd752a
+# %% ../nbs/10_study.ipynb #4c848eae
 def grid(reg:Regime, seed:int, critic:str, arms:tuple, dropouts:tuple)->list[Spec]:
     "The settings grid of `arms` on one seed: learning rates, dropouts (CE's own), the voice arm's reality weights."
     return [Spec(reg.name, arm, seed, lr, do, wr, "" if arm == "ce" else critic)
@@ -280,7 +281,7 @@ def run_regime(reg:Regime, seeds:list[int], out:Path, data_root:Path, workers:in
     return {"design": asdict(reg), "seeds": seeds, "chosen": {a: r["name"] for a, r in chosen.items()},
             "runs": sorted(res, key=lambda r: r["name"])}
 
-# %% ../nbs/10_study.ipynb #ff6843f7
+# %% ../nbs/10_study.ipynb #31301470
 def machine()->str:
     "The machine, in words: processor, cores, OS, Python and torch."
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
@@ -304,7 +305,7 @@ def write_results(path:Path, regime:str, result:dict, command:str):
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"regimes": regimes})
 
-# %% ../nbs/10_study.ipynb #350546f8
+# %% ../nbs/10_study.ipynb #d2803d73
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}  # Student's t, 97.5% quantile, by degrees of freedom
 
@@ -370,7 +371,28 @@ def summary(reg:dict)->list[dict]:
                          below_critic=sum(r["test_ce"] < crit["test_ce"] for r in rs) if crit else None))
     return rows
 
-# %% ../nbs/10_study.ipynb #5fa68d79
+def contrast(reg:dict, a:str, b:str)->tuple[float, float, float]|None:
+    "Paired test-CE difference of arm `a` minus arm `b` (same seeds), with its 95% CI; None if either arm is missing."
+    runs = final_runs(reg)
+    if a not in runs or b not in runs: return None
+    seeds = sorted(set(runs[a]) & set(runs[b]))
+    return paired_ci([runs[a][s]["test_ce"] - runs[b][s]["test_ce"] for s in seeds])
+
+_CONTRASTS = [("consensus", "reality-only", "what the critic adds to label smoothing on the active tokens"),
+             ("consensus", "distill", "avatarl with the consensus reward against full distillation"),
+             ("ba-consensus", "consensus", "a critic of the student's own size against the bigger critic"),
+             ("blog", "ce", "the write-up's defaults against plain cross-entropy"),
+             ("reality-only", "ce-ls", "label smoothing on the active tokens against ordinary label smoothing")]
+
+def contrast_lines(reg:dict)->list[str]:
+    "The contrasts that say where a gain comes from, each as a line with its 95% CI."
+    out = []
+    for a, b, what in _CONTRASTS:
+        if (c := contrast(reg, a, b)) is not None:
+            out.append(f"{a} − {b} ({what}): {c[0]:+.4f} [{c[1]:+.4f}, {c[2]:+.4f}]")
+    return out
+
+# %% ../nbs/10_study.ipynb #12ea787e
 def settings_text(row:dict)->str:
     "lr, dropout (and reality weight) of an arm, compactly."
     return f"lr {row['lr']:g}, dropout {row['dropout']:g}" + (f", w_r {row['wr']:g}" if row["wr"] is not None else "")
@@ -409,7 +431,7 @@ def verdict(reg:dict)->str:
     lose = "Worse than CE, the whole interval above zero: " + ", ".join(map(fmt, losses)) + "." if losses else ""
     return f"{head} {av} {lose} ({n} paired seeds; test CE at each run's dev-best checkpoint.)".replace("  ", " ")
 
-# %% ../nbs/10_study.ipynb #ed6b4c83
+# %% ../nbs/10_study.ipynb #35334a87
 _ARM_COLORS = {"ce": "k", "ce-ls": "tab:brown", "distill": "tab:gray", "blog": "tab:blue", "reference": "tab:cyan",
               "consensus": "tab:purple", "voice": "tab:red", "critic-only": "tab:orange", "reality-only": "tab:green",
               "voice-floor": "tab:pink",
@@ -488,7 +510,7 @@ def render(study:dict, out:Path):
         (out/f"{name}-table.md").write_text(summary_table(reg) + "\n\n" + verdict(reg) + "\n")
     study_figure(study).savefig(out/"study.png", dpi=110)
 
-# %% ../nbs/10_study.ipynb #14618211
+# %% ../nbs/10_study.ipynb #27359ac8
 def regime_line(reg:dict)->str:
     "The regime in words: data, passes over it, seeds."
     d, row = reg["design"], summary(reg)[0]
@@ -519,6 +541,9 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
                   f"share is {share('blog')} over training; `reward=\"consensus\"` raises it to {share('consensus')}, "
                   f"and the voice setting (`smoothing=\"per_token\", critic_weight=1`) to {share('voice')}. "
                   + below_critic_line(study), ""]
+    if cl := contrast_lines(main):
+        lines += ["Where the gains come from (paired test-CE differences, nats/char, 95% CI):", ""]
+        lines += [f"- {c}" for c in cl] + [""]
     lines += [f"Test cross-entropy (nats/char) at each run's dev-best checkpoint, {main['design']['name']} regime; "
               "settings chosen per arm on dev; differences paired by seed:", "", summary_table(main), "",
               f"![CE's grid, dev curves, test-CE differences with 95% CIs, the non-gold share of the reward]({figure})",
@@ -530,7 +555,7 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
     lines += ["", "Design, derivations and every figure: `nbs/10_study.ipynb`."]
     return "\n".join(lines)
 
-# %% ../nbs/10_study.ipynb #19836964
+# %% ../nbs/10_study.ipynb #900c9541
 def write_front_page(study:dict, index:Path, readme:Path, figure:Path):
     "Rewrite the verdict cell of `index` (the front page), the figure, and README.md from the front page's cells."
     nb = json.loads(index.read_text())
@@ -547,7 +572,7 @@ def front_page(index:Path)->str:
     cells = json.loads(index.read_text())["cells"]
     return "\n\n".join("".join(c["source"]).strip() for c in cells if c["cell_type"] == "markdown") + "\n"
 
-# %% ../nbs/10_study.ipynb #3cfe5265
+# %% ../nbs/10_study.ipynb #4ccb3087
 @call_parse
 def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, or tiny (seconds)
                   seeds:str="0-4", # paired seeds: one seed = one init and batch order, shared by every arm
