@@ -6,12 +6,12 @@
 __all__ = ['ARMS', 'STUDENT', 'REGIMES', 'study_data', 'split_ce', 'Distillation', 'LabelSmoothing', 'Regime', 'Spec',
            'train_config', 'make_study_objective', 'git_commit', 'run_result', 'run_spec', 'run_all', 'grid', 'choose',
            'spec_of', 'run_regime', 'machine', 'parse_seeds', 'write_results', 't975', 'paired_ci', 'arm_key',
-           'final_runs', 'critic_runs', 'arm_flops', 'baseline_arm', 'summary', 'contrast', 'contrast_lines',
-           'settings_text', 'summary_table', 'verdict', 'plot_curves', 'zoom', 'plot_ce_grid', 'plot_diffs',
-           'plot_nongold', 'study_figure', 'render', 'regime_line', 'below_critic_line', 'readme_verdict',
+           'final_runs', 'critic_runs', 'uses_critic', 'arm_flops', 'baseline_arm', 'summary', 'contrast',
+           'contrast_lines', 'settings_text', 'summary_table', 'verdict', 'plot_curves', 'zoom', 'plot_ce_grid',
+           'plot_diffs', 'plot_nongold', 'study_figure', 'render', 'regime_line', 'below_critic_line', 'readme_verdict',
            'write_front_page', 'front_page', 'avatarl_study']
 
-# %% ../nbs/10_study.ipynb #2047554c
+# %% ../nbs/10_study.ipynb #f021cfba
 import json, os, platform, subprocess, sys, time
 import multiprocessing as mp
 from contextlib import redirect_stderr, redirect_stdout
@@ -29,7 +29,7 @@ from .loop import TrainConfig, load_checkpoint, make_config, read_metrics, train
 from .model import GPT, load_model
 from .train import make_avatarl_objective
 
-# %% ../nbs/10_study.ipynb #d0ded672
+# %% ../nbs/10_study.ipynb #4842843b
 def study_data(base:str|Path, # prepared character Shakespeare, e.g. data/shakespeare-char
                out:str|Path, # parent of the study's data directory (<out>/shakespeare-char/)
                train_tokens:int|None)->Path: # the first N training tokens; None: all of them
@@ -53,7 +53,7 @@ def study_data(base:str|Path, # prepared character Shakespeare, e.g. data/shakes
                                       "val_titles": titles[:len(ends) // 2], "test_titles": titles[len(ends) // 2:]})
     return d
 
-# %% ../nbs/10_study.ipynb #362b4519
+# %% ../nbs/10_study.ipynb #02165bd9
 @torch.no_grad()
 def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int=64)->float:
     "Cross-entropy (nats/token) of every token of a split, in consecutive windows of block_size."
@@ -66,7 +66,7 @@ def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int
                               reduction="sum") for i in range(0, n, batch_size))
     return float(tot) / (n * block_size)
 
-# %% ../nbs/10_study.ipynb #a285c968
+# %% ../nbs/10_study.ipynb #7e7188ad
 class Distillation:
     "Full-vocabulary distillation: cross-entropy toward the frozen critic's distribution, no gold-token term."
     name = "distill"
@@ -77,7 +77,7 @@ class Distillation:
         nongold = 1 - pc.gather(-1, y[..., None]).mean()                             # target mass off the gold token
         return loss, {"nongold_share": nongold}
 
-# %% ../nbs/10_study.ipynb #2ca5a37f
+# %% ../nbs/10_study.ipynb #ad0865e9
 class LabelSmoothing:
     "Cross-entropy with ordinary label smoothing over the whole vocabulary: the regularised CE baseline's other form."
     name = "ce-ls"
@@ -85,7 +85,7 @@ class LabelSmoothing:
     def __call__(self, logits:Tensor, x:Tensor, y:Tensor)->tuple[Tensor, dict[str, Tensor]]:
         return F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), label_smoothing=self.eps), {}
 
-# %% ../nbs/10_study.ipynb #9fa6bb8a
+# %% ../nbs/10_study.ipynb #4db58680
 ARMS = {  # arm -> (objective, objective settings)
     "ce": ("ce", {}),  # cross-entropy: the baseline
     "ce-ls": ("ce-ls", {"label_smoothing": 0.1}),  # cross-entropy with label smoothing: the other regularised baseline
@@ -100,7 +100,7 @@ ARMS = {  # arm -> (objective, objective settings)
                                 "reality_weight": 0.5, "critic_floor": 1e-3}),  # no reward for tokens the critic doubts
 }
 
-# %% ../nbs/10_study.ipynb #0ba206f5
+# %% ../nbs/10_study.ipynb #69dce9da
 @dataclass
 class Regime:
     "One regime of the study: data, model sizes, budgets and the grids every arm is tuned on."
@@ -167,7 +167,7 @@ class Spec:
         ba = "ba-" if self.born_again else ""
         return f"{self.regime}/{ba}{self.arm}/lr{self.lr:g}-do{self.dropout:g}{wr}-s{self.seed}"
 
-# %% ../nbs/10_study.ipynb #cbaef961
+# %% ../nbs/10_study.ipynb #24e14273
 def train_config(spec:Spec, reg:Regime, out:Path, data_root:Path)->TrainConfig:
     "The TrainConfig of a run: the regime's shapes and budgets, the run's settings, its critic."
     big = spec.arm == "critic" and not spec.born_again
@@ -186,7 +186,7 @@ def make_study_objective(cfg:TrainConfig):
     if cfg.objective == "ce-ls": return LabelSmoothing(cfg.objective_args["label_smoothing"])
     return None  # the loop's cross-entropy
 
-# %% ../nbs/10_study.ipynb #b24c9e0b
+# %% ../nbs/10_study.ipynb #71299a57
 def git_commit()->str:
     "The commit of the code that runs (with '+dirty' when the package differs from it), or 'unknown'."
     here = Path(sys.modules["avatarl"].__file__).resolve().parent.parent
@@ -215,7 +215,7 @@ def run_result(spec:Spec, cfg:TrainConfig, seconds:float)->dict:
             "rewarded_per_position": mean("rewarded_per_position"), "clipped": mean("clipped"),
             "grad_norm": mean("grad_norm")}
 
-# %% ../nbs/10_study.ipynb #a5364cd4
+# %% ../nbs/10_study.ipynb #bc53a412
 def run_spec(job:tuple)->dict:
     "Train one run (resuming a partial one) and write its result.json; a finished run is read back, not retrained."
     spec, reg, out, data_root = job
@@ -244,7 +244,7 @@ def run_all(specs:list[Spec], reg:Regime, out:Path, data_root:Path, workers:int)
         for r in pool.imap_unordered(run_spec, jobs): res.append(r); report(r)
     return res
 
-# %% ../nbs/10_study.ipynb #4c848eae
+# %% ../nbs/10_study.ipynb #a9481912
 def grid(reg:Regime, seed:int, critic:str, arms:tuple, dropouts:tuple)->list[Spec]:
     "The settings grid of `arms` on one seed: learning rates, dropouts (CE's own), the voice arm's reality weights."
     return [Spec(reg.name, arm, seed, lr, do, wr, "" if arm == "ce" else critic)
@@ -281,7 +281,7 @@ def run_regime(reg:Regime, seeds:list[int], out:Path, data_root:Path, workers:in
     return {"design": asdict(reg), "seeds": seeds, "chosen": {a: r["name"] for a, r in chosen.items()},
             "runs": sorted(res, key=lambda r: r["name"])}
 
-# %% ../nbs/10_study.ipynb #31301470
+# %% ../nbs/10_study.ipynb #f4ce0b72
 def machine()->str:
     "The machine, in words: processor, cores, OS, Python and torch."
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
@@ -305,7 +305,7 @@ def write_results(path:Path, regime:str, result:dict, command:str):
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"regimes": regimes})
 
-# %% ../nbs/10_study.ipynb #d2803d73
+# %% ../nbs/10_study.ipynb #84f1bedf
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}  # Student's t, 97.5% quantile, by degrees of freedom
 
@@ -339,9 +339,13 @@ def critic_runs(reg:dict)->dict[str, dict]:
     "{critic run name: run}."
     return {r["name"]: r for r in reg["runs"] if r["arm"] == "critic"}
 
+def uses_critic(r:dict)->bool:
+    "Does the run's objective read a critic? (Cross-entropy with label smoothing carries the grid's critic unused.)"
+    return bool(r["critic"]) and r["objective"] not in ("ce", "ce-ls")
+
 def arm_flops(r:dict, critics:dict)->float:
     "Training FLOPs of a student, plus (with a critic) the critic's forward passes and the critic's own training."
-    if not r["critic"]: return r["train_flops"]
+    if not uses_critic(r): return r["train_flops"]
     c = critics[r["critic"]]
     return r["train_flops"] + c["train_flops"] / c["tokens"] / 3 * r["tokens"] + c["train_flops"]
 
@@ -360,7 +364,7 @@ def summary(reg:dict)->list[dict]:
         diff, lo, hi = paired_ci([by_seed[s]["test_ce"] - base[s]["test_ce"] for s in seeds])
         rs = [by_seed[s] for s in seeds]
         ng = [np.mean([v for _, v in r["nongold"]]) for r in rs if r["nongold"]]
-        crit = critics.get(rs[0]["critic"])
+        crit = critics.get(rs[0]["critic"]) if uses_critic(rs[0]) else None
         rows.append(dict(arm=arm, n=len(seeds), test_ce=float(np.mean([r["test_ce"] for r in rs])),
                          dev_ce=float(np.mean([r["dev_ce"] for r in rs])), diff=diff, lo=lo, hi=hi,
                          best_iter=float(np.mean([r["best_iter"] for r in rs])), lr=rs[0]["lr"],
@@ -392,7 +396,7 @@ def contrast_lines(reg:dict)->list[str]:
             out.append(f"{a} − {b} ({what}): {c[0]:+.4f} [{c[1]:+.4f}, {c[2]:+.4f}]")
     return out
 
-# %% ../nbs/10_study.ipynb #12ea787e
+# %% ../nbs/10_study.ipynb #79f71eb9
 def settings_text(row:dict)->str:
     "lr, dropout (and reality weight) of an arm, compactly."
     return f"lr {row['lr']:g}, dropout {row['dropout']:g}" + (f", w_r {row['wr']:g}" if row["wr"] is not None else "")
@@ -431,7 +435,7 @@ def verdict(reg:dict)->str:
     lose = "Worse than CE, the whole interval above zero: " + ", ".join(map(fmt, losses)) + "." if losses else ""
     return f"{head} {av} {lose} ({n} paired seeds; test CE at each run's dev-best checkpoint.)".replace("  ", " ")
 
-# %% ../nbs/10_study.ipynb #35334a87
+# %% ../nbs/10_study.ipynb #de82e2cb
 _ARM_COLORS = {"ce": "k", "ce-ls": "tab:brown", "distill": "tab:gray", "blog": "tab:blue", "reference": "tab:cyan",
               "consensus": "tab:purple", "voice": "tab:red", "critic-only": "tab:orange", "reality-only": "tab:green",
               "voice-floor": "tab:pink",
@@ -510,7 +514,7 @@ def render(study:dict, out:Path):
         (out/f"{name}-table.md").write_text(summary_table(reg) + "\n\n" + verdict(reg) + "\n")
     study_figure(study).savefig(out/"study.png", dpi=110)
 
-# %% ../nbs/10_study.ipynb #27359ac8
+# %% ../nbs/10_study.ipynb #8312277d
 def regime_line(reg:dict)->str:
     "The regime in words: data, passes over it, seeds."
     d, row = reg["design"], summary(reg)[0]
@@ -555,7 +559,7 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
     lines += ["", "Design, derivations and every figure: `nbs/10_study.ipynb`."]
     return "\n".join(lines)
 
-# %% ../nbs/10_study.ipynb #900c9541
+# %% ../nbs/10_study.ipynb #53d3096e
 def write_front_page(study:dict, index:Path, readme:Path, figure:Path):
     "Rewrite the verdict cell of `index` (the front page), the figure, and README.md from the front page's cells."
     nb = json.loads(index.read_text())
@@ -572,7 +576,7 @@ def front_page(index:Path)->str:
     cells = json.loads(index.read_text())["cells"]
     return "\n\n".join("".join(c["source"]).strip() for c in cells if c["cell_type"] == "markdown") + "\n"
 
-# %% ../nbs/10_study.ipynb #4ccb3087
+# %% ../nbs/10_study.ipynb #c0d9f9ad
 @call_parse
 def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, or tiny (seconds)
                   seeds:str="0-4", # paired seeds: one seed = one init and batch order, shared by every arm
