@@ -7,9 +7,10 @@ __all__ = ['ARMS', 'STUDENT', 'REGIMES', 'T975', 'ARM_COLORS', 'study_data', 'sp
            'train_config', 'make_study_objective', 'git_commit', 'run_result', 'run_spec', 'run_all', 'grid', 'choose',
            'spec_of', 'run_regime', 'machine', 'parse_seeds', 'write_results', 't975', 'paired_ci', 'arm_key',
            'final_runs', 'critic_runs', 'arm_flops', 'summary', 'settings_text', 'summary_table', 'verdict',
-           'plot_curves', 'plot_ce_grid', 'plot_diffs', 'plot_nongold', 'study_figure', 'render', 'avatarl_study']
+           'plot_curves', 'plot_ce_grid', 'plot_diffs', 'plot_nongold', 'study_figure', 'render', 'regime_line',
+           'below_critic_line', 'readme_verdict', 'avatarl_study']
 
-# %% ../nbs/10_study.ipynb #dbde20fe
+# %% ../nbs/10_study.ipynb #c13f501e
 import json, os, platform, subprocess, sys, time
 import multiprocessing as mp
 from contextlib import redirect_stderr, redirect_stdout
@@ -27,7 +28,7 @@ from .loop import TrainConfig, load_checkpoint, make_config, read_metrics, train
 from .model import GPT, load_model
 from .train import make_avatarl_objective
 
-# %% ../nbs/10_study.ipynb #10dd0259
+# %% ../nbs/10_study.ipynb #c0d98ec0
 def study_data(base:str|Path, # prepared character Shakespeare, e.g. data/shakespeare-char
                out:str|Path, # parent of the study's data directory (<out>/shakespeare-char/)
                train_tokens:int|None)->Path: # the first N training tokens; None: all of them
@@ -51,7 +52,7 @@ def study_data(base:str|Path, # prepared character Shakespeare, e.g. data/shakes
                                       "val_titles": titles[:len(ends) // 2], "test_titles": titles[len(ends) // 2:]})
     return d
 
-# %% ../nbs/10_study.ipynb #8b2d5e37
+# %% ../nbs/10_study.ipynb #0d98cf75
 @torch.no_grad()
 def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int=64)->float:
     "Cross-entropy (nats/token) of every token of a split, in consecutive windows of block_size."
@@ -64,7 +65,7 @@ def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int
                               reduction="sum") for i in range(0, n, batch_size))
     return float(tot) / (n * block_size)
 
-# %% ../nbs/10_study.ipynb #0f8af971
+# %% ../nbs/10_study.ipynb #7adb69e5
 class Distillation:
     "Full-vocabulary distillation: cross-entropy toward the frozen critic's distribution, no gold-token term."
     name = "distill"
@@ -75,7 +76,7 @@ class Distillation:
         nongold = 1 - pc.gather(-1, y[..., None]).mean()                             # target mass off the gold token
         return loss, {"nongold_share": nongold}
 
-# %% ../nbs/10_study.ipynb #6c38d699
+# %% ../nbs/10_study.ipynb #ce3a0e40
 ARMS = {  # arm -> (objective, objective settings)
     "ce": ("ce", {}),  # cross-entropy: the baseline
     "distill": ("distill", {}),  # full-vocabulary distillation: the field's soft-target reference point
@@ -89,7 +90,7 @@ ARMS = {  # arm -> (objective, objective settings)
                                 "reality_weight": 0.5, "critic_floor": 1e-3}),  # no reward for tokens the critic doubts
 }
 
-# %% ../nbs/10_study.ipynb #b66f35c0
+# %% ../nbs/10_study.ipynb #56ff3287
 @dataclass
 class Regime:
     "One regime of the study: data, model sizes, budgets and the grids every arm is tuned on."
@@ -104,7 +105,7 @@ class Regime:
     ce_dropouts:tuple  # dropout grid of CE: the baseline gets the finer regularisation search
     wrs:tuple  # reality_weight grid of the "voice" arm
     arms:tuple  # arms of the main comparison
-    born_again:tuple  # arms rerun with the CE baseline itself (the student's size) as critic
+    born_again:tuple  # arms rerun with the CE baseline (the student's size) as critic; "best": the best avatarl arm
     critic_lr:float = 2e-3  # the critic is trained once, not tuned: a middle of the students' grid
     critic_dropout:float = 0.0  # dropout of the critic (its best checkpoint on dev is the one used)
     critic_seed:int = 100  # critics' init and batches differ from every student seed
@@ -117,10 +118,10 @@ REGIMES = {
         "data-limited", 40_000, STUDENT, 1000, {**STUDENT, "n_layer": 4, "n_embd": 128}, 1500,
         lrs=(1e-3, 3e-3), dropouts=None, ce_dropouts=(0.0, 0.1, 0.2), wrs=(0.3, 0.5),
         arms=("ce", "distill", "blog", "reference", "consensus", "voice", "critic-only", "reality-only"),
-        born_again=("distill", "voice"), critic_dropout=0.2),  # a regularised critic: it overfits 40k characters too
+        born_again=("distill", "best"), critic_dropout=0.2),  # a regularised critic: it overfits 40k characters too
     "one-pass": Regime(  # every step sees fresh text (a quarter of an epoch): the regime of the write-up and the demo
-        "one-pass", None, STUDENT, 600, {**STUDENT, "n_layer": 4, "n_embd": 128}, 2000,
-        lrs=(1e-3, 3e-3), dropouts=(0.0,), ce_dropouts=(0.0,), wrs=(0.5,), arms=("ce", "distill", "blog", "voice"),
+        "one-pass", None, STUDENT, 600, {**STUDENT, "n_layer": 4, "n_embd": 128}, 1000,
+        lrs=(1e-3, 3e-3), dropouts=(0.0,), ce_dropouts=(0.0,), wrs=(0.5,), arms=("ce", "distill", "blog", "consensus"),
         born_again=()),
     "bpe": Regime(  # GPT-2 BPE, where critic_floor matters; small models, since the vocabulary dominates on CPU
         "bpe", None, dict(STUDENT, n_layer=2, n_embd=64, batch_size=16), 300, dict(STUDENT, n_layer=3, n_embd=96,
@@ -132,7 +133,7 @@ REGIMES = {
         dict(n_layer=1, n_head=2, n_embd=24, block_size=16, batch_size=4, eval_interval=5, eval_iters=2,
              log_interval=5, warmup_iters=2), 10,
         lrs=(3e-3,), dropouts=(0.0,), ce_dropouts=(0.0, 0.1), wrs=(0.5,), arms=("ce", "distill", "blog", "voice"),
-        born_again=("voice",)),
+        born_again=("best",)),
 }
 
 @dataclass
@@ -155,7 +156,7 @@ class Spec:
         ba = "ba-" if self.born_again else ""
         return f"{self.regime}/{ba}{self.arm}/lr{self.lr:g}-do{self.dropout:g}{wr}-s{self.seed}"
 
-# %% ../nbs/10_study.ipynb #70735713
+# %% ../nbs/10_study.ipynb #6a4e5ae4
 def train_config(spec:Spec, reg:Regime, out:Path, data_root:Path)->TrainConfig:
     "The TrainConfig of a run: the regime's shapes and budgets, the run's settings, its critic."
     big = spec.arm == "critic" and not spec.born_again
@@ -173,7 +174,7 @@ def make_study_objective(cfg:TrainConfig):
     if cfg.objective == "avatarl": return make_avatarl_objective(cfg, "cpu")
     return None  # the loop's cross-entropy
 
-# %% ../nbs/10_study.ipynb #17bfcc3b
+# %% ../nbs/10_study.ipynb #d1423dfd
 def git_commit()->str:
     "The commit of the code that runs (with '+dirty' when the package differs from it), or 'unknown'."
     here = Path(sys.modules["avatarl"].__file__).resolve().parent.parent
@@ -202,7 +203,7 @@ def run_result(spec:Spec, cfg:TrainConfig, seconds:float)->dict:
             "rewarded_per_position": mean("rewarded_per_position"), "clipped": mean("clipped"),
             "grad_norm": mean("grad_norm")}
 
-# %% ../nbs/10_study.ipynb #7288563d
+# %% ../nbs/10_study.ipynb #c690b412
 def run_spec(job:tuple)->dict:
     "Train one run (resuming a partial one) and write its result.json; a finished run is read back, not retrained."
     spec, reg, out, data_root = job
@@ -231,7 +232,7 @@ def run_all(specs:list[Spec], reg:Regime, out:Path, data_root:Path, workers:int)
         for r in pool.imap_unordered(run_spec, jobs): res.append(r); report(r)
     return res
 
-# %% ../nbs/10_study.ipynb #71831b18
+# %% ../nbs/10_study.ipynb #e9b3fea5
 def grid(reg:Regime, seed:int, critic:str, arms:tuple, dropouts:tuple)->list[Spec]:
     "The settings grid of `arms` on one seed: learning rates, dropouts (CE's own), the voice arm's reality weights."
     return [Spec(reg.name, arm, seed, lr, do, wr, "" if arm == "ce" else critic)
@@ -261,12 +262,14 @@ def run_regime(reg:Regime, seeds:list[int], out:Path, data_root:Path, workers:in
     ba_crit = spec_of(chosen["ce"], arm="critic", seed=reg.critic_seed, born_again=True)
     print(f"{reg.name}: every arm on seeds {seeds}" + (", and the born-again critic" if reg.born_again else ""))
     res += run_all(finals + ([ba_crit] if reg.born_again else []), reg, out, data_root, workers)
-    ba = [spec_of(chosen[arm], seed=s, critic=ba_crit.name, born_again=True) for arm in reg.born_again for s in seeds]
+    best = min((a for a in reg.arms if ARMS[a][0] == "avatarl"), key=lambda a: chosen[a]["dev_ce"])  # on dev
+    ba_arms = [best if a == "best" else a for a in reg.born_again]
+    ba = [spec_of(chosen[arm], seed=s, critic=ba_crit.name, born_again=True) for arm in ba_arms for s in seeds]
     if ba: print(f"{reg.name}: born-again students"); res += run_all(ba, reg, out, data_root, workers)
     return {"design": asdict(reg), "seeds": seeds, "chosen": {a: r["name"] for a, r in chosen.items()},
             "runs": sorted(res, key=lambda r: r["name"])}
 
-# %% ../nbs/10_study.ipynb #ad20d57e
+# %% ../nbs/10_study.ipynb #05553e32
 def machine()->str:
     "The machine, in words: processor, cores, OS, Python and torch."
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.system()} "
@@ -290,7 +293,7 @@ def write_results(path:Path, regime:str, result:dict, command:str):
     path.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(path, {"regimes": regimes})
 
-# %% ../nbs/10_study.ipynb #d2b89064
+# %% ../nbs/10_study.ipynb #e8f10796
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
         12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042}  # Student's t, 97.5% quantile, by degrees of freedom
 
@@ -351,7 +354,7 @@ def summary(reg:dict)->list[dict]:
                          below_critic=sum(r["test_ce"] < crit["test_ce"] for r in rs) if crit else None))
     return rows
 
-# %% ../nbs/10_study.ipynb #452a0309
+# %% ../nbs/10_study.ipynb #b582d68c
 def settings_text(row:dict)->str:
     "lr, dropout (and reality weight) of an arm, compactly."
     return f"lr {row['lr']:g}, dropout {row['dropout']:g}" + (f", w_r {row['wr']:g}" if row["wr"] is not None else "")
@@ -388,7 +391,7 @@ def verdict(reg:dict)->str:
     lose = "Worse than CE, the whole interval above zero: " + ", ".join(map(fmt, losses)) + "." if losses else ""
     return f"{head} {av} {lose} ({n} paired seeds; test CE at each run's dev-best checkpoint.)".replace("  ", " ")
 
-# %% ../nbs/10_study.ipynb #77710bee
+# %% ../nbs/10_study.ipynb #8f9017fa
 ARM_COLORS = {"ce": "k", "distill": "tab:gray", "blog": "tab:blue", "reference": "tab:cyan",
               "consensus": "tab:purple", "voice": "tab:red", "critic-only": "tab:orange", "reality-only": "tab:green",
               "voice-floor": "tab:pink",
@@ -460,7 +463,45 @@ def render(study:dict, out:Path):
         (out/f"{name}-table.md").write_text(summary_table(reg) + "\n\n" + verdict(reg) + "\n")
     study_figure(study).savefig(out/"study.png", dpi=110)
 
-# %% ../nbs/10_study.ipynb #3da67de0
+def regime_line(reg:dict)->str:
+    "The regime in words: data, passes over it, seeds."
+    d, row = reg["design"], summary(reg)[0]
+    tokens = d["train_tokens"]
+    data = f"{tokens:,} training tokens" if tokens else "all training plays"
+    passes = f", each seen ~{row['tokens'] / tokens:.0f} times" if tokens else f", {row['tokens']:,} tokens per student"
+    return f"{data} ({d['tokenizer']}){passes}, {len(reg['seeds'])} paired seeds"
+
+def below_critic_line(study:dict)->str:
+    "How many students (distillation and avatarl) end below their own critic on test."
+    n = k = 0
+    for reg in study["regimes"].values():
+        for r in summary(reg):
+            if r["below_critic"] is not None: n += r["n"]; k += r["below_critic"]
+    return f"{k} of {n} students with a critic end below that critic's test CE."
+
+def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
+    "The README's verdict section, generated from the results file."
+    regs = study["regimes"]
+    lines = ["## The verdict: does the critic teach anything cross-entropy can't?", ""]
+    for name, reg in regs.items():
+        lines += [f"**{name}** ({regime_line(reg)}). {verdict(reg)}", ""]
+    main = regs.get("data-limited") or next(iter(regs.values()))
+    rows = {r["arm"]: r for r in summary(main)}
+    if "blog" in rows and "voice" in rows:
+        lines += [f"With the write-up's defaults (blog) the gold token takes almost all of the reward: the non-gold share "
+                  f"is {rows['blog']['nongold']:.1%} over training, against {rows['voice']['nongold']:.1%} when the "
+                  f"critic is given a voice (`reward=\"consensus\", smoothing=\"per_token\", critic_weight=1`). "
+                  + below_critic_line(study), ""]
+    lines += [f"Test cross-entropy (nats/char) at each run's dev-best checkpoint, {main['design']['name']} regime; "
+              "settings chosen per arm on dev; differences paired by seed:", "", summary_table(main), "",
+              f"![The study: CE's grid, dev curves, test-CE differences with 95% CIs, the non-gold reward share]({figure})",
+              ""]
+    lines += [f"Made by `{r['command']}` at commit `{r['commit'][:10]}` on {r['machine']} ({r['date']})."
+              for r in regs.values()]
+    lines += ["", "Design, derivations and every figure: `nbs/10_study.ipynb`."]
+    return "\n".join(lines)
+
+# %% ../nbs/10_study.ipynb #429ef50b
 @call_parse
 def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, or tiny (seconds)
                   seeds:str="0-4", # paired seeds: one seed = one init and batch order, shared by every arm
