@@ -5,11 +5,12 @@
 # %% auto #0
 __all__ = ['ARMS', 'STUDENT', 'REGIMES', 'study_data', 'split_ce', 'Distillation', 'LabelSmoothing', 'Regime', 'Spec',
            'train_config', 'make_study_objective', 'git_commit', 'run_result', 'run_spec', 'run_all', 'grid', 'choose',
-           'spec_of', 'run_regime', 'machine', 'parse_seeds', 'write_results', 't975', 'paired_ci', 'arm_key',
-           'final_runs', 'critic_runs', 'uses_critic', 'arm_flops', 'baseline_arm', 'summary', 'contrast',
-           'contrast_lines', 'settings_text', 'summary_table', 'verdict', 'plot_curves', 'zoom', 'plot_ce_grid',
-           'plot_diffs', 'plot_nongold', 'study_figure', 'render', 'regime_line', 'below_critic_line', 'readme_verdict',
-           'write_front_page', 'front_page', 'avatarl_study']
+           'spec_of', 'run_regime', 'machine', 'parse_seeds', 'write_results', 'made', 'write_reproduction', 't975',
+           'paired_ci', 'arm_key', 'final_runs', 'critic_runs', 'uses_critic', 'arm_flops', 'baseline_arm', 'summary',
+           'contrast', 'contrast_lines', 'unit', 'settings_text', 'summary_table', 'verdict', 'plot_curves', 'zoom',
+           'plot_ce_grid', 'plot_diffs', 'plot_nongold', 'study_figure', 'render', 'rerun_specs', 'committed_regime',
+           'rerun_study', 'reproduction_rows', 'within_noise', 'reproduction_lines', 'regime_line', 'below_critic_line',
+           'readme_verdict', 'write_front_page', 'front_page', 'avatarl_study']
 
 # %% ../nbs/10_study.ipynb #f021cfba
 import json, os, platform, subprocess, sys, time
@@ -299,11 +300,18 @@ def parse_seeds(text:str)->list[int]:
 def write_results(path:Path, regime:str, result:dict, command:str):
     "Merge one regime's result into the results file (the other regimes stay), with command, commit and machine."
     old = json.loads(path.read_text()) if path.exists() else {}
-    made = {"command": command, "commit": git_commit(), "machine": machine(),
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    regimes = {**old.get("regimes", {}), regime: {**result, **made}}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {"regimes": regimes})
+    write_json_atomic(path, {**old, "regimes": {**old.get("regimes", {}), regime: {**result, "command": command, **made()}}})
+
+def made()->dict:
+    "What made a result: the commit, the machine, the date."
+    return {"commit": git_commit(), "machine": machine(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+
+def write_reproduction(path:Path, regime:str, rep:dict, command:str):
+    "Merge a rerun of `regime` into the results file, beside the study it reruns."
+    old = json.loads(path.read_text())
+    write_json_atomic(path, {**old, "reproduction": {**old.get("reproduction", {}),
+                                                     regime: {**rep, "command": command, **made()}}})
 
 # %% ../nbs/10_study.ipynb #84f1bedf
 _T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262, 10: 2.228,
@@ -397,6 +405,10 @@ def contrast_lines(reg:dict)->list[str]:
     return out
 
 # %% ../nbs/10_study.ipynb #79f71eb9
+def unit(reg:dict)->str:
+    "The unit of the regime's cross-entropy."
+    return "nats/char" if reg["design"]["tokenizer"] == "char" else "nats/token"
+
 def settings_text(row:dict)->str:
     "lr, dropout (and reality weight) of an arm, compactly."
     return f"lr {row['lr']:g}, dropout {row['dropout']:g}" + (f", w_r {row['wr']:g}" if row["wr"] is not None else "")
@@ -424,7 +436,7 @@ def verdict(reg:dict)->str:
     losses = [r for r in rows if r["lo"] > 0]
     best = min(rows, key=lambda r: r["diff"])
     n = rows[0]["n"]
-    fmt = lambda r: f"**{r['arm']}** ({r['diff']:+.4f} nats/char, 95% CI [{r['lo']:+.4f}, {r['hi']:+.4f}])"
+    fmt = lambda r: f"**{r['arm']}** ({r['diff']:+.4f} {unit(reg)}, 95% CI [{r['lo']:+.4f}, {r['hi']:+.4f}])"
     avatarl = [r for r in rows if r["arm"] not in ("ce", "ce-ls", "distill", "ba-distill")]
     if wins:
         head = f"Beats the CE baseline ({base}) on test, the whole interval below zero: {', '.join(map(fmt, wins))}."
@@ -479,7 +491,7 @@ def plot_diffs(study:dict, ax):
         y += 0.7  # a gap between regimes
     ax.axvline(0, color="k", lw=1)
     ax.set_yticks(ticks, labels, fontsize=8)
-    ax.set(xlabel="test CE − the CE baseline's (nats/char); 95% CI over paired seeds")
+    ax.set(xlabel="test CE − the CE baseline's (nats per token: a character, or a BPE token in bpe); 95% CI")
     ax.grid(alpha=0.3, axis="x")
 
 def plot_nongold(reg:dict, ax):
@@ -514,6 +526,69 @@ def render(study:dict, out:Path):
         (out/f"{name}-table.md").write_text(summary_table(reg) + "\n\n" + verdict(reg) + "\n")
     study_figure(study).savefig(out/"study.png", dpi=110)
 
+# %% ../nbs/10_study.ipynb #2bbb36f0
+def rerun_specs(reg:dict, arms:list[str], seeds:list[int])->tuple[list[Spec], list[Spec]]:
+    "The runs of `arms` on `seeds` in a regime's results, and the critics they read, as Specs to train again."
+    runs, critics = final_runs(reg), critic_runs(reg)
+    if bad := [a for a in arms if a not in runs]:
+        raise ValueError(f"--rerun: no arm {bad[0]!r} in the results; choose from {', '.join(sorted(runs))}")
+    if bad := [(a, s) for a in arms for s in seeds if s not in runs[a]]:
+        raise ValueError(f"--rerun: arm {bad[0][0]!r} has no run on seed {bad[0][1]} in the results")
+    students = [runs[a][s] for a in arms for s in seeds]
+    return [spec_of(critics[c]) for c in sorted({r["critic"] for r in students if r["critic"]})], \
+           [spec_of(r) for r in students]
+
+def committed_regime(path:Path, regime:str)->dict:
+    "A regime of the results file at `path`, or a clear error saying how to make it."
+    regs = json.loads(path.read_text())["regimes"] if path.exists() else {}
+    if regime not in regs: raise ValueError(f"{path} holds no {regime!r} study to rerun: run `avatarl_study {regime}`")
+    return regs[regime]
+
+def rerun_study(reg:Regime, committed:dict, arms:list[str], seeds:list[int], out:Path, data_root:Path,
+                workers:int)->dict:
+    "Train `arms` on `seeds` again from scratch in `out` (critics first) and pair each rerun with its committed run."
+    critics, students = rerun_specs(committed, arms, seeds)
+    run_all(critics, reg, out, data_root, workers)
+    new = {r["name"]: r for r in run_all(students, reg, out, data_root, workers)}
+    old = final_runs(committed)
+    return {"arms": list(arms), "seeds": list(seeds), "runs": [
+        {"arm": a, "seed": s, "name": old[a][s]["name"], "committed": old[a][s]["test_ce"],
+         "rerun": new[old[a][s]["name"]]["test_ce"], "commit": new[old[a][s]["name"]]["commit"]}
+        for a in arms for s in seeds]}
+
+# %% ../nbs/10_study.ipynb #117d5a2b
+def reproduction_rows(rep:dict)->list[dict]:
+    "Per arm: committed and rerun mean test CE, the seeds' spread, rerun − committed (mean, 95% CI, largest)."
+    rows = []
+    for arm in rep["arms"]:
+        rs = [r for r in rep["runs"] if r["arm"] == arm]
+        old, new = np.array([r["committed"] for r in rs]), np.array([r["rerun"] for r in rs])
+        d, lo, hi = paired_ci(list(new - old))
+        rows.append(dict(arm=arm, n=len(rs), committed=float(old.mean()), rerun=float(new.mean()),
+                         spread=float(old.std(ddof=1)) if len(rs) > 1 else float("nan"), diff=d, lo=lo, hi=hi,
+                         largest=float(np.abs(new - old).max())))
+    return rows
+
+def within_noise(rep:dict)->bool:
+    "Does every arm's rerun land within the seeds' spread of its committed runs (mean shift ≤ one seed s.d.)?"
+    return all(abs(r["diff"]) <= r["spread"] or r["largest"] == 0 for r in reproduction_rows(rep))
+
+def reproduction_lines(rep:dict)->list[str]:
+    "The reproduction in words: per arm, the shift against the seeds' spread; the paired contrast, both ways."
+    out = []
+    for r in reproduction_rows(rep):
+        out.append(f"{r['arm']}: test CE {r['committed']:.4f} committed, {r['rerun']:.4f} rerun ({r['n']} seeds); "
+                   f"rerun − committed {r['diff']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}], largest "
+                   f"{r['largest']:.4f}, against a seed s.d. of {r['spread']:.4f}.")
+    if len(rep["arms"]) == 2:
+        a, b = rep["arms"][1], rep["arms"][0]
+        by = lambda k, arm: {r["seed"]: r[k] for r in rep["runs"] if r["arm"] == arm}
+        for k in ("committed", "rerun"):
+            x, y = by(k, a), by(k, b)
+            m, lo, hi = paired_ci([x[s] - y[s] for s in sorted(x) if s in y])
+            out.append(f"{a} − {b}, {k}: {m:+.4f} [{lo:+.4f}, {hi:+.4f}].")
+    return out
+
 # %% ../nbs/10_study.ipynb #8312277d
 def regime_line(reg:dict)->str:
     "The regime in words: data, passes over it, seeds."
@@ -546,9 +621,9 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
                   f"and the voice setting (`smoothing=\"per_token\", critic_weight=1`) to {share('voice')}. "
                   + below_critic_line(study), ""]
     if cl := contrast_lines(main):
-        lines += ["Where the gains come from (paired test-CE differences, nats/char, 95% CI):", ""]
+        lines += [f"Where the gains come from (paired test-CE differences, {unit(main)}, 95% CI):", ""]
         lines += [f"- {c}" for c in cl] + [""]
-    lines += [f"Test cross-entropy (nats/char) at each run's dev-best checkpoint, {main['design']['name']} regime; "
+    lines += [f"Test cross-entropy ({unit(main)}) at each run's dev-best checkpoint, {main['design']['name']} regime; "
               "settings chosen per arm on dev; differences paired by seed:", "", summary_table(main), "",
               f"![CE's grid, dev curves, test-CE differences with 95% CIs, the non-gold share of the reward]({figure})",
               ""]
@@ -556,6 +631,9 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
         made = ", ".join(f"`{c[:10]}`" for c in sorted({run["commit"] for run in r["runs"]}))
         lines.append(f"`{r['command']}`: runs made at commit {made}, collected at `{r['commit'][:10]}`, on "
                      f"{r['machine']} ({r['date']}).")
+    for name, rep in study.get("reproduction", {}).items():
+        lines += ["", f"Rerun from scratch (`{rep['command']}`, commit `{rep['commit'][:10]}`): "
+                  + " ".join(reproduction_lines(rep))]
     lines += ["", "Design, derivations and every figure: `nbs/10_study.ipynb`."]
     return "\n".join(lines)
 
@@ -583,7 +661,8 @@ def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, or
                   workers:int=2, # parallel runs, one thread each
                   out:str="out/study", # run directories; finished runs are skipped, partial ones resumed
                   data:str="data", # parent of the prepared data (character Shakespeare is prepared there if absent)
-                  results:str=None): # results file to write (default: <out>/results.json)
+                  results:str=None, # results file to write (default: <out>/results.json)
+                  rerun:str=None): # arms to rerun from scratch (e.g. ce,consensus) against the results file's runs
     "Run the study (resumable): critics, grids chosen on dev, every arm on every seed, test CE at the dev-best step."
     names = ["data-limited", "one-pass"] if regime == "all" else [regime]
     try:
@@ -595,10 +674,17 @@ def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, or
         path = Path(results) if results else out_p/"results.json"
         command = f"avatarl_study {regime} --seeds {seeds} --workers {workers} --out {out}"
         if results: command += f" --results {results}"
+        if rerun: command += f" --rerun {rerun}"
         for n in names:
             reg = REGIMES[n]
             root = out_p/n/"data"
             study_data(prepare("shakespeare", reg.tokenizer, out=data), root, reg.train_tokens)
+            if rerun:
+                rep = rerun_study(reg, committed_regime(path, n), rerun.split(","), seed_list, out_p/"rerun", root,
+                                  workers)
+                write_reproduction(path, n, rep, command)
+                print("\n".join(reproduction_lines(rep)))
+                continue
             write_results(path, n, run_regime(reg, seed_list, out_p, root, workers), command)
             render(json.loads(path.read_text()), out_p)
             print(f"{n}: results in {path}; tables and figure in {out_p}")
