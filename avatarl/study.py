@@ -301,7 +301,8 @@ def write_results(path:Path, regime:str, result:dict, command:str):
     "Merge one regime's result into the results file (the other regimes stay), with command, commit and machine."
     old = json.loads(path.read_text()) if path.exists() else {}
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, {**old, "regimes": {**old.get("regimes", {}), regime: {**result, "command": command, **made()}}})
+    regimes = {**old.get("regimes", {}), regime: {**result, "command": command, **made()}}
+    write_json_atomic(path, {**old, "regimes": regimes})
 
 def made()->dict:
     "What made a result: the commit, the machine, the date."
