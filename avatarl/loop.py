@@ -10,8 +10,9 @@ __all__ = ['PRESETS', 'OBJECTIVES', 'EVAL_SEED', 'SHAPE_KEYS', 'PEAK_FLOPS', 'CP
            'check_resume', 'append_metrics', 'read_metrics', 'trim_metrics', 'plot_metrics', 'unigram_entropy',
            'peak_flops', 'peak_memory_gb', 'run_flops_per_token', 'Dist', 'init_distributed', 'micro_steps', 'gather',
            'mean_over_ranks', 'check_writable', 'check_config', 'check_run_dir', 'prepare_data', 'model_args', 'Run',
-           'restore', 'setup_run', 'make_checkpoint', 'save_run', 'evaluate', 'run_loop', 'log_eval', 'stop_message',
-           'train', 'tiny_from_env', 'course_configs', 'freeze', 'course_model_ok', 'course_model', 'course_models']
+           'pad_moments', 'restore', 'setup_run', 'make_checkpoint', 'save_run', 'evaluate', 'run_loop', 'log_eval',
+           'stop_message', 'train', 'tiny_from_env', 'course_configs', 'freeze', 'course_model_ok', 'course_model',
+           'course_models']
 
 # %% ../nbs/02_critic.ipynb #5a56a966
 import fcntl, json, math, os, resource, shutil, sys, time
@@ -443,10 +444,18 @@ class Run:
     best_val_ce:float = math.inf
     saved_iter:int = -1  # iteration of the last checkpoint written
 
+def pad_moments(optimizer:torch.optim.Optimizer):
+    "Zero-pad optimizer moments with fewer rows than their parameter (saved before the token matrix was padded)."
+    for p, state in optimizer.state.items():
+        for k, v in state.items():
+            if torch.is_tensor(v) and v.dim() == p.dim() > 0 and v.shape[1:] == p.shape[1:] and len(v) < len(p):
+                state[k] = F.pad(v, (0, 0) * (v.dim() - 1) + (0, len(p) - len(v)))  # (Vp, C): zero rows after V
+
 def restore(run:Run, ckpt:dict):
     "Load weights, optimizer, iteration, RNG, sampler and objective state from `ckpt` into `run`."
     run.raw.load_state_dict(clean_state_dict(ckpt["model"]))
     run.optimizer.load_state_dict(ckpt["optimizer"])
+    pad_moments(run.optimizer)
     run.iter = run.saved_iter = ckpt["iter"]
     run.best_val_ce = ckpt["best_val_ce"]
     if ckpt.get("objective") is not None and hasattr(run.objective, "load_state_dict"):

@@ -395,7 +395,8 @@ _CONTRASTS = [("consensus", "reality-only", "what the critic adds to label smoot
              ("consensus", "distill", "avatarl with the consensus reward against full distillation"),
              ("ba-consensus", "consensus", "a critic of the student's own size against the bigger critic"),
              ("blog", "ce", "the write-up's defaults against plain cross-entropy"),
-             ("reality-only", "ce-ls", "label smoothing on the active tokens against ordinary label smoothing")]
+             ("reality-only", "ce-ls", "label smoothing on the active tokens against ordinary label smoothing"),
+             ("voice-floor", "voice", "critic_floor: no reward for the active tokens the critic doubts")]
 
 def contrast_lines(reg:dict)->list[str]:
     "The contrasts that say where a gain comes from, each as a line with its 95% CI."
@@ -624,6 +625,9 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
     if cl := contrast_lines(main):
         lines += [f"Where the gains come from (paired test-CE differences, {unit(main)}, 95% CI):", ""]
         lines += [f"- {c}" for c in cl] + [""]
+    for name, reg in regs.items():
+        if reg is not main and (cl := contrast_lines(reg)):
+            lines += [f"In {name} ({unit(reg)}): " + "; ".join(cl) + ".", ""]
     lines += [f"Test cross-entropy ({unit(main)}) at each run's dev-best checkpoint, {main['design']['name']} regime; "
               "settings chosen per arm on dev; differences paired by seed:", "", summary_table(main), "",
               f"![CE's grid, dev curves, test-CE differences with 95% CIs, the non-gold share of the reward]({figure})",
