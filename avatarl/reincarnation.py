@@ -14,8 +14,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from .loop import (OBJECTIVES, TrainConfig, autocast_ctx, autocast_dtype, estimate_ce, load_checkpoint, make_config,
-                          read_metrics, resolve_device, train, unigram_entropy)
+from .loop import (OBJECTIVES, TrainConfig, autocast_ctx, autocast_dtype, estimate_ce, load_checkpoint,
+                          make_config, read_metrics, resolve_device, train, unigram_entropy)
 from .model import load_model
 from .train import avatarl_config, load_critic, make_avatarl_objective
 
