@@ -26,7 +26,7 @@ from fastcore.script import call_parse
 from torch import Tensor
 
 from .data import load_meta, prepare, read_meta, write_json_atomic
-from .loop import TrainConfig, load_checkpoint, make_config, read_metrics, train
+from .loop import TrainConfig, load_checkpoint, make_config, read_metrics, resolve_device, train
 from .model import GPT, load_model
 from .train import make_avatarl_objective
 
@@ -63,8 +63,9 @@ def split_ce(model:GPT, data_dir:Path, split:str, block_size:int, batch_size:int
     n = (len(ids) - 1) // block_size
     x, y = ids[:n * block_size].view(n, block_size), ids[1:n * block_size + 1].view(n, block_size)
     model.eval()
-    tot = sum(F.cross_entropy(model(x[i:i + batch_size]).flatten(0, 1), y[i:i + batch_size].flatten(),
-                              reduction="sum") for i in range(0, n, batch_size))
+    dev = next(model.parameters()).device
+    tot = sum(F.cross_entropy(model(x[i:i + batch_size].to(dev)).float().flatten(0, 1),
+                              y[i:i + batch_size].flatten().to(dev), reduction="sum") for i in range(0, n, batch_size))
     return float(tot) / (n * block_size)
 
 # %% ../nbs/10_study.ipynb #7e7188ad
@@ -120,7 +121,9 @@ class Regime:
     critic_lr:float = 2e-3  # the critic is trained once, not tuned: a middle of the students' grid
     critic_dropout:float = 0.0  # dropout of the critic (its best checkpoint on dev is the one used)
     critic_seed:int = 100  # critics' init and batches differ from every student seed
-    tokenizer:str = "char"  # "gpt2" for the BPE regime, where the student's top-k brings in junk tokens
+    tokenizer:str = "char"  # "gpt2" for the BPE regimes, where the student's top-k brings in junk tokens
+    preset:str = "cpu-tiny"  # the TrainConfig preset the shapes are applied to (precision, compile, schedule)
+    device:str = "cpu"  # "auto" in the GPU regime: CUDA when there is one
 
 STUDENT = dict(n_layer=3, n_head=4, n_embd=96, block_size=64, batch_size=32,  # 0.34M parameters, 2,048 chars a step
                eval_interval=100, eval_iters=10, log_interval=50, warmup_iters=30)
@@ -138,6 +141,12 @@ REGIMES = {
         "bpe", None, dict(STUDENT, n_layer=2, n_embd=64, batch_size=16), 300, dict(STUDENT, n_layer=3, n_embd=96,
         batch_size=16), 1000, lrs=(3e-3,), dropouts=(0.0,), ce_dropouts=(0.0,), wrs=(0.5,),
         arms=("ce", "voice", "voice-floor"), born_again=(), tokenizer="gpt2"),
+    "gpu-small": Regime(  # one GPU: GPT-2 BPE Shakespeare (1.35M tokens) seen ~12 times by 30M-parameter students
+        "gpu-small", None, {}, 2000, {"n_layer": 8, "n_head": 8, "n_embd": 512}, 3000, lrs=(3e-4, 1e-3),
+        dropouts=None, ce_dropouts=(0.0, 0.2), wrs=(0.3, 0.5),
+        arms=("ce", "ce-ls", "distill", "blog", "consensus", "voice", "voice-floor", "reality-only"),
+        born_again=("distill", "best"), critic_lr=6e-4, critic_dropout=0.2, tokenizer="gpt2", preset="gpu-small",
+        device="auto"),
     "tiny": Regime(  # seconds, under test
         "tiny", 4_000, dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, eval_interval=5,
                             eval_iters=2, log_interval=5, warmup_iters=2), 10,
@@ -174,16 +183,18 @@ def train_config(spec:Spec, reg:Regime, out:Path, data_root:Path)->TrainConfig:
     big = spec.arm == "critic" and not spec.born_again
     objective, args = ("ce", {}) if spec.arm == "critic" else ARMS[spec.arm]
     if spec.wr is not None: args = {**args, "reality_weight": spec.wr}
-    return make_config("cpu-tiny", **(reg.critic_shape if big else reg.shape),
+    return make_config(reg.preset, **(reg.critic_shape if big else reg.shape),
                        max_iters=reg.critic_iters if big else reg.student_iters, lr=spec.lr, min_lr=spec.lr / 10,
-                       dropout=spec.dropout, seed=spec.seed, device="cpu", tokenizer=reg.tokenizer,
+                       dropout=spec.dropout, seed=spec.seed, device=reg.device, tokenizer=reg.tokenizer,
                        data_dir=str(data_root), out_dir=str(out/spec.name), objective=objective,
                        critic=str(out/spec.critic) if spec.critic else "", objective_args=dict(args))
 
 def make_study_objective(cfg:TrainConfig):
     "The objective object of a run: cross-entropy, distillation or avatarl."
-    if cfg.objective == "distill": return Distillation(load_model(Path(cfg.critic)/"best.pt").requires_grad_(False))
-    if cfg.objective == "avatarl": return make_avatarl_objective(cfg, "cpu")
+    dev = resolve_device(cfg.device)
+    if cfg.objective == "distill":
+        return Distillation(load_model(Path(cfg.critic)/"best.pt", dev).requires_grad_(False))
+    if cfg.objective == "avatarl": return make_avatarl_objective(cfg, dev)
     if cfg.objective == "ce-ls": return LabelSmoothing(cfg.objective_args["label_smoothing"])
     return None  # the loop's cross-entropy
 
@@ -201,7 +212,7 @@ def git_commit()->str:
 def run_result(spec:Spec, cfg:TrainConfig, seconds:float)->dict:
     "What the study keeps of a run: settings, dev-best step, dev and test CE over whole splits, costs, curves."
     out, data_dir = Path(cfg.out_dir), Path(cfg.data_dir)/f"{cfg.corpus}-{cfg.tokenizer}"
-    best = load_model(out/"best.pt")
+    best = load_model(out/"best.pt", resolve_device(cfg.device))
     rows = read_metrics(out)
     logged = [r for r in rows if "train_loss" in r]
     mean = lambda k: float(np.mean([r[k] for r in logged])) if logged and k in logged[0] else None
@@ -661,7 +672,7 @@ def front_page(index:Path)->str:
 
 # %% ../nbs/10_study.ipynb #c0d9f9ad
 @call_parse
-def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, or tiny (seconds)
+def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, gpu-small (a GPU), or tiny (seconds)
                   seeds:str="0-4", # paired seeds: one seed = one init and batch order, shared by every arm
                   workers:int=2, # parallel runs, one thread each
                   out:str="out/study", # run directories; finished runs are skipped, partial ones resumed
