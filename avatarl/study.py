@@ -652,7 +652,8 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
         lines.append(f"`{r['command']}`: runs made at commit {made}, collected at `{r['commit'][:10]}`, on "
                      f"{r['machine']} ({r['date']}).")
     for name, rep in study.get("reproduction", {}).items():
-        lines += ["", f"Rerun from scratch (`{rep['command']}`, commit `{rep['commit'][:10]}`): "
+        made = ", ".join(f"`{c[:10]}`" for c in sorted({r["commit"] for r in rep["runs"] + rep["critics"]}))
+        lines += ["", f"Rerun from scratch (`{rep['command']}`, runs made at commit {made}): "
                   + " ".join(reproduction_lines(rep))]
     lines += ["", "Design, derivations and every figure: `nbs/10_study.ipynb`."]
     return "\n".join(lines)
