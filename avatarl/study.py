@@ -454,9 +454,10 @@ def verdict(reg:dict)->str:
     if wins:
         head = f"Beats the CE baseline ({base}) on test, the whole interval below zero: {', '.join(map(fmt, wins))}."
     else: head = f"No arm beats the CE baseline ({base}) on test; the closest is {fmt(best)}."
-    av_wins = [r for r in wins if r in avatarl]
-    av = ("Of the avatarl arms, " + (", ".join(map(fmt, av_wins)) + (" beats" if len(av_wins) == 1 else " beat") +
-          " it." if av_wins else "none beats it; the best is " + fmt(min(avatarl, key=lambda r: r["diff"])) + "."))
+    av_wins, best_av = [r for r in wins if r in avatarl], min(avatarl, key=lambda r: r["diff"])
+    if av_wins: av = ("Of the avatarl arms, " + ", ".join(map(fmt, av_wins)) +
+                      (" beats" if len(av_wins) == 1 else " beat") + " it.")
+    else: av = "" if best_av is best else f"Of the avatarl arms, none beats it; the best is {fmt(best_av)}."
     lose = "Worse than CE, the whole interval above zero: " + ", ".join(map(fmt, losses)) + "." if losses else ""
     return f"{head} {av} {lose} ({n} paired seeds; test CE at each run's dev-best checkpoint.)".replace("  ", " ")
 
@@ -466,7 +467,7 @@ _ARM_COLORS = {"ce": "k", "ce-ls": "tab:brown", "distill": "tab:gray", "blog": "
               "voice-floor": "tab:pink",
               "ba-distill": "silver", "ba-voice": "salmon"}
 
-def plot_curves(reg:dict, ax, arms:list[str]|None=None):
+def plot_curves(reg:dict, ax, arms:list[str]|None=None, span:float=0.3): # span: nats shown above the lowest
     "Dev CE against the step per arm: the mean over seeds, and a band from the lowest to the highest seed."
     for arm, by_seed in final_runs(reg).items():
         if arms and arm not in arms: continue
@@ -475,8 +476,8 @@ def plot_curves(reg:dict, ax, arms:list[str]|None=None):
         c = _ARM_COLORS.get(arm, None)
         ax.plot(its, v.mean(0), color=c, lw=1.5, label=arm, ls="--" if arm.startswith("ba-") else "-")
         ax.fill_between(its, v.min(0), v.max(0), color=c, alpha=0.15, lw=0)
-    zoom(ax)
-    ax.set(xlabel="step", ylabel="dev CE (nats/char)"); ax.grid(alpha=0.3)
+    zoom(ax, span)
+    ax.set(xlabel="step", ylabel=f"dev CE ({unit(reg)})"); ax.grid(alpha=0.3)
 
 def zoom(ax, span:float=0.3):
     "Show the lowest `span` nats of the curves on `ax` (the first evaluations sit far above)."
@@ -490,7 +491,7 @@ def plot_ce_grid(reg:dict, ax):
         ax.plot(its, v, marker=".", label=f"lr {r['lr']:g}, dropout {r['dropout']:g}")
         ax.plot(r["best_iter"], dict(r["curve"])[r["best_iter"]], "k*", ms=9)
     zoom(ax)
-    ax.set(xlabel="step", ylabel="dev CE (nats/char)", title=f"{reg['design']['name']}: CE grid (★ dev-best)")
+    ax.set(xlabel="step", ylabel=f"dev CE ({unit(reg)})", title=f"{reg['design']['name']}: CE grid (★ dev-best)")
     ax.grid(alpha=0.3); ax.legend(fontsize=7)
 
 def plot_diffs(study:dict, ax):
@@ -504,7 +505,8 @@ def plot_diffs(study:dict, ax):
         y += 0.7  # a gap between regimes
     ax.axvline(0, color="k", lw=1)
     ax.set_yticks(ticks, labels, fontsize=8)
-    ax.set(xlabel="test CE − the CE baseline's (nats per token: a character, or a BPE token in bpe); 95% CI")
+    units = " or ".join(sorted({unit(reg) for reg in study["regimes"].values()}))
+    ax.set(xlabel=f"test CE − the CE baseline's ({units}); 95% CI over paired seeds")
     ax.grid(alpha=0.3, axis="x")
 
 def plot_nongold(reg:dict, ax):
@@ -526,7 +528,8 @@ def study_figure(study:dict):
     plot_ce_grid(dl, axs[0, 0])
     plot_curves(dl, axs[0, 1]); axs[0, 1].set_title(f"{dl['design']['name']}: dev CE per arm (mean, band over seeds)")
     axs[0, 1].legend(fontsize=7, ncol=2)
-    plot_diffs(study, axs[1, 0]); axs[1, 0].set_title("test CE vs the CE baseline (left of 0: better)")
+    chars = {n: r for n, r in regs.items() if unit(r) == "nats/char"} or regs  # one unit on one axis
+    plot_diffs({"regimes": chars}, axs[1, 0]); axs[1, 0].set_title("test CE vs the CE baseline (left of 0: better)")
     plot_nongold(dl, axs[1, 1]); axs[1, 1].set_title(f"{dl['design']['name']}: non-gold share of the reward")
     axs[1, 1].legend(fontsize=7, ncol=2)
     fig.tight_layout()
