@@ -10,7 +10,7 @@ __all__ = ['ARMS', 'STUDENT', 'REGIMES', 'study_data', 'split_ce', 'Distillation
            'contrast', 'contrast_lines', 'unit', 'settings_text', 'summary_table', 'verdict', 'plot_curves', 'zoom',
            'plot_ce_grid', 'plot_diffs', 'plot_nongold', 'study_figure', 'render', 'rerun_specs', 'committed_regime',
            'rerun_study', 'reproduction_rows', 'within_noise', 'reproduction_lines', 'regime_line', 'below_critic_line',
-           'readme_verdict', 'write_front_page', 'front_page', 'avatarl_study']
+           'said', 'in_short', 'readme_verdict', 'write_front_page', 'front_page', 'avatarl_study']
 
 # %% ../nbs/10_study.ipynb #f021cfba
 import json, os, platform, subprocess, sys, time
@@ -626,10 +626,45 @@ def below_critic_line(study:dict)->str:
             if r["below_critic"] is not None: n += r["n"]; k += r["below_critic"]
     return f"{k} of {n} students with a critic end below that critic's test CE."
 
+def said(r:dict, u:str)->str:
+    "A row's paired difference to the CE baseline, with its interval, in words."
+    return f"{r['diff']:+.4f} {u} (95% CI [{r['lo']:+.4f}, {r['hi']:+.4f}])"
+
+def in_short(study:dict)->str:
+    "The answer first: does the critic, given a voice, beat cross-entropy where data is repeated, and elsewhere?"
+    regs, out = study["regimes"], []
+    if "data-limited" in regs:
+        dl = regs["data-limited"]; rows, u = {r["arm"]: r for r in summary(dl)}, unit(dl)
+        av = [r for r in rows.values() if ARMS.get(r["arm"].removeprefix("ba-"), ("",))[0] == "avatarl"]
+        best = min(av, key=lambda r: r["diff"])
+        ba = " (born-again: its critic is the CE baseline, the student's own size)" if best["arm"][:3] == "ba-" else ""
+        out.append(f"**In short: {'yes' if best['hi'] < 0 else 'no'}, where data is repeated.** In the data-limited "
+                   f"regime the best avatarl arm, {best['arm']}{ba}, differs from the best cross-entropy baseline by "
+                   f"{said(best, u)}; `reward=\"consensus\"` with the bigger critic by {said(rows['consensus'], u)}, "
+                   f"and full-vocabulary distillation by {said(rows['distill'], u)}. With the write-up's defaults "
+                   f"(blog) the critic has no say: {said(rows['blog'], u)}.")
+        if (c := contrast(dl, "consensus", "distill")) and (r := contrast(dl, "consensus", "reality-only")):
+            same = "indistinguishable from" if c[1] < 0 < c[2] else ("better than" if c[2] < 0 else "worse than")
+            out.append(f"Consensus is {same} distillation (consensus − distill {c[0]:+.4f}, 95% CI [{c[1]:+.4f}, "
+                       f"{c[2]:+.4f}]), and part of its gain is label smoothing on the active tokens: without the "
+                       f"critic (reality-only) the difference is {said(rows['reality-only'], u)}, and the critic adds "
+                       f"{r[0]:+.4f} (95% CI [{r[1]:+.4f}, {r[2]:+.4f}]).")
+    if "one-pass" in regs:
+        op = regs["one-pass"]; rows, u = {r["arm"]: r for r in summary(op)}, unit(op)
+        out.append(f"In one pass over fresh text: consensus {said(rows['consensus'], u)}, distillation "
+                   f"{said(rows['distill'], u)}.")
+    if "bpe" in regs and (c := contrast(regs["bpe"], "voice-floor", "voice")):
+        b = regs["bpe"]; rows, u = {r["arm"]: r for r in summary(b)}, unit(b)
+        out.append(f"At GPT-2 BPE scale on a CPU (small students, a small critic, one learning rate) the voice "
+                   f"setting gives {said(rows['voice'], u)}, and `critic_floor` changes that by {c[0]:+.4f} "
+                   f"(95% CI [{c[1]:+.4f}, {c[2]:+.4f}]).")
+    return " ".join(out)
+
 def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
     "The README's verdict section, generated from the results file."
     regs = study["regimes"]
     lines = ["## The verdict: does the critic teach anything cross-entropy can't?", ""]
+    if short := in_short(study): lines += [short, ""]
     for name, reg in regs.items():
         lines += [f"**{name}** ({regime_line(reg)}). {verdict(reg)}", ""]
     main = regs.get("data-limited") or next(iter(regs.values()))
