@@ -412,7 +412,8 @@ _CONTRASTS = [("consensus", "reality-only", "what the critic adds to label smoot
              ("ba-consensus", "consensus", "a critic of the student's own size against the bigger critic"),
              ("blog", "ce", "the write-up's defaults against plain cross-entropy"),
              ("reality-only", "ce-ls", "label smoothing on the active tokens against ordinary label smoothing"),
-             ("voice-floor", "voice", "critic_floor: no reward for the active tokens the critic doubts")]
+             ("voice-floor", "voice", "critic_floor: no reward for the active tokens the critic doubts"),
+             ("ce-long", "ce", "twice the steps for cross-entropy")]
 
 def contrast_lines(reg:dict)->list[str]:
     "The contrasts that say where a gain comes from, each as a line with its 95% CI."
@@ -467,10 +468,9 @@ def verdict(reg:dict)->str:
     return f"{head} {av} {lose} ({n} paired seeds; test CE at each run's dev-best checkpoint.)".replace("  ", " ")
 
 # %% ../nbs/10_study.ipynb #de82e2cb
-_ARM_COLORS = {"ce": "k", "ce-ls": "tab:brown", "distill": "tab:gray", "blog": "tab:blue", "reference": "tab:cyan",
-              "consensus": "tab:purple", "voice": "tab:red", "critic-only": "tab:orange", "reality-only": "tab:green",
-              "voice-floor": "tab:pink",
-              "ba-distill": "silver", "ba-voice": "salmon"}
+_ARM_COLORS = {"ce": "k", "ce-long": "tab:olive", "ce-ls": "tab:brown", "distill": "tab:gray", "blog": "tab:blue",
+              "reference": "tab:cyan", "consensus": "tab:purple", "voice": "tab:red", "critic-only": "tab:orange",
+              "reality-only": "tab:green", "voice-floor": "tab:pink", "ba-distill": "silver", "ba-voice": "salmon"}
 
 def plot_curves(reg:dict, ax, arms:list[str]|None=None, span:float=0.3): # span: nats shown above the lowest
     "Dev CE against the step per arm: the mean over seeds, and a band from the lowest to the highest seed."
