@@ -648,6 +648,11 @@ def in_short(study:dict)->str:
                    f"{said(best, u)}; `reward=\"consensus\"` with the bigger critic by {said(rows['consensus'], u)}, "
                    f"and full-vocabulary distillation by {said(rows['distill'], u)}. With the write-up's defaults "
                    f"(blog) the critic has no say: {said(rows['blog'], u)}.")
+        if "voice" in rows:
+            v = rows["voice"]
+            how = "worse than" if v["lo"] > 0 else ("better than" if v["hi"] < 0 else "no different from")
+            out.append(f"The write-up's illustrated setting, where the critic has the most say (voice: per-token "
+                       f"smoothing, critic weight 1), is {how} cross-entropy: {said(v, u)}.")
         if (c := contrast(dl, "consensus", "distill")) and (r := contrast(dl, "consensus", "reality-only")):
             same = "indistinguishable from" if c[1] < 0 < c[2] else ("better than" if c[2] < 0 else "worse than")
             out.append(f"Consensus is {same} distillation (consensus − distill {c[0]:+.4f}, 95% CI [{c[1]:+.4f}, "
