@@ -4,13 +4,14 @@
 
 # %% auto #0
 __all__ = ['ARMS', 'STUDENT', 'REGIMES', 'study_data', 'split_ce', 'Distillation', 'LabelSmoothing', 'Regime', 'Spec',
-           'train_config', 'make_study_objective', 'git_commit', 'run_result', 'run_spec', 'run_all', 'grid', 'choose',
-           'spec_of', 'run_regime', 'machine', 'parse_seeds', 'write_results', 'made', 'write_reproduction', 't975',
-           'paired_ci', 'arm_key', 'final_runs', 'critic_runs', 'uses_critic', 'arm_flops', 'baseline_arm', 'summary',
-           'contrast', 'contrast_lines', 'unit', 'settings_text', 'summary_table', 'verdict', 'plot_curves', 'zoom',
-           'plot_ce_grid', 'plot_diffs', 'plot_nongold', 'study_figure', 'render', 'rerun_specs', 'committed_regime',
-           'rerun_study', 'reproduction_rows', 'within_noise', 'reproduction_lines', 'regime_line', 'below_critic_line',
-           'said', 'in_short', 'readme_verdict', 'write_front_page', 'front_page', 'avatarl_study']
+           'train_config', 'make_study_objective', 'is_avatarl', 'git_commit', 'run_result', 'run_spec', 'run_all',
+           'grid', 'choose', 'spec_of', 'run_regime', 'machine', 'parse_seeds', 'write_results', 'made',
+           'write_reproduction', 't975', 'paired_ci', 'arm_key', 'final_runs', 'critic_runs', 'uses_critic',
+           'arm_flops', 'baseline_arm', 'summary', 'contrast', 'contrast_lines', 'unit', 'settings_text',
+           'summary_table', 'verdict', 'plot_curves', 'zoom', 'plot_ce_grid', 'plot_diffs', 'plot_nongold',
+           'study_figure', 'render', 'rerun_specs', 'committed_regime', 'rerun_study', 'reproduction_rows',
+           'within_noise', 'reproduction_lines', 'regime_line', 'below_critic_line', 'said', 'compared', 'in_short',
+           'readme_verdict', 'write_front_page', 'front_page', 'avatarl_study']
 
 # %% ../nbs/10_study.ipynb #f021cfba
 import json, os, platform, subprocess, sys, time
@@ -203,6 +204,10 @@ def make_study_objective(cfg:TrainConfig):
     if cfg.objective == "ce-ls": return LabelSmoothing(cfg.objective_args["label_smoothing"])
     return None  # the loop's cross-entropy
 
+def is_avatarl(arm:str)->bool:
+    "Does `arm` (or, for 'ba-<arm>', its born-again form) train with the avatarl objective?"
+    return ARMS.get(arm.removeprefix("ba-"), ("",))[0] == "avatarl"
+
 # %% ../nbs/10_study.ipynb #71299a57
 def git_commit()->str:
     "The commit of the code that runs (with '+dirty' when the package differs from it), or 'unknown'."
@@ -291,7 +296,7 @@ def run_regime(reg:Regime, seeds:list[int], out:Path, data_root:Path, workers:in
     ba_crit = spec_of(chosen["ce"], arm="critic", seed=reg.critic_seed, born_again=True)
     print(f"{reg.name}: every arm on seeds {seeds}" + (", and the born-again critic" if reg.born_again else ""))
     res += run_all(finals + ([ba_crit] if reg.born_again else []), reg, out, data_root, workers)
-    best = min((a for a in reg.arms if ARMS[a][0] == "avatarl"), key=lambda a: chosen[a]["dev_ce"])  # on dev
+    best = min((a for a in reg.arms if is_avatarl(a)), key=lambda a: chosen[a]["dev_ce"])  # on dev
     ba_arms = [best if a == "best" else a for a in reg.born_again]
     ba = [spec_of(chosen[arm], seed=s, critic=ba_crit.name, born_again=True) for arm in ba_arms for s in seeds]
     if ba: print(f"{reg.name}: born-again students"); res += run_all(ba, reg, out, data_root, workers)
@@ -456,7 +461,7 @@ def verdict(reg:dict)->str:
     best = min(rows, key=lambda r: r["diff"])
     n = rows[0]["n"]
     fmt = lambda r: f"**{r['arm']}** ({r['diff']:+.4f} {unit(reg)}, 95% CI [{r['lo']:+.4f}, {r['hi']:+.4f}])"
-    avatarl = [r for r in rows if ARMS[r["arm"].removeprefix("ba-")][0] == "avatarl"]
+    avatarl = [r for r in rows if is_avatarl(r["arm"])]
     if wins:
         head = f"Beats the CE baseline ({base}) on test, the whole interval below zero: {', '.join(map(fmt, wins))}."
     else: head = f"No arm beats the CE baseline ({base}) on test; the closest is {fmt(best)}."
@@ -635,12 +640,16 @@ def said(r:dict, u:str)->str:
     "A row's paired difference to the CE baseline, with its interval, in words."
     return f"{r['diff']:+.4f} {u} (95% CI [{r['lo']:+.4f}, {r['hi']:+.4f}])"
 
+def compared(lo:float, hi:float, same:str="no different from")->str:
+    "How a difference whose 95% CI is [lo, hi] compares: 'worse than', 'better than', or `same`."
+    return "worse than" if lo > 0 else ("better than" if hi < 0 else same)
+
 def in_short(study:dict)->str:
     "The answer first: does the critic, given a voice, beat cross-entropy where data is repeated, and elsewhere?"
     regs, out = study["regimes"], []
     if "data-limited" in regs:
         dl = regs["data-limited"]; rows, u = {r["arm"]: r for r in summary(dl)}, unit(dl)
-        av = [r for r in rows.values() if ARMS.get(r["arm"].removeprefix("ba-"), ("",))[0] == "avatarl"]
+        av = [r for r in rows.values() if is_avatarl(r["arm"])]
         best = min(av, key=lambda r: r["diff"])
         ba = " (born-again: its critic is the CE baseline, the student's own size)" if best["arm"][:3] == "ba-" else ""
         out.append(f"**In short: {'yes' if best['hi'] < 0 else 'no'}, where data is repeated.** In the data-limited "
@@ -650,15 +659,14 @@ def in_short(study:dict)->str:
                    f"(blog) the critic has no say: {said(rows['blog'], u)}.")
         if "voice" in rows:
             v = rows["voice"]
-            how = "worse than" if v["lo"] > 0 else ("better than" if v["hi"] < 0 else "no different from")
             out.append(f"The write-up's illustrated setting, where the critic has the most say (voice: per-token "
-                       f"smoothing, critic weight 1), is {how} cross-entropy: {said(v, u)}.")
+                       f"smoothing, critic weight 1), is {compared(v['lo'], v['hi'])} cross-entropy: {said(v, u)}.")
         if (c := contrast(dl, "consensus", "distill")) and (r := contrast(dl, "consensus", "reality-only")):
-            same = "indistinguishable from" if c[1] < 0 < c[2] else ("better than" if c[2] < 0 else "worse than")
-            out.append(f"Consensus is {same} distillation (consensus − distill {c[0]:+.4f}, 95% CI [{c[1]:+.4f}, "
-                       f"{c[2]:+.4f}]), and part of its gain is label smoothing on the active tokens: without the "
-                       f"critic (reality-only) the difference is {said(rows['reality-only'], u)}, and the critic adds "
-                       f"{r[0]:+.4f} (95% CI [{r[1]:+.4f}, {r[2]:+.4f}]).")
+            out.append(f"Consensus is {compared(c[1], c[2], 'indistinguishable from')} distillation (consensus − "
+                       f"distill {c[0]:+.4f}, 95% CI [{c[1]:+.4f}, {c[2]:+.4f}]), and part of its gain is label "
+                       f"smoothing on the active tokens: without the critic (reality-only) the difference is "
+                       f"{said(rows['reality-only'], u)}, and the critic adds {r[0]:+.4f} (95% CI [{r[1]:+.4f}, "
+                       f"{r[2]:+.4f}]).")
     if "one-pass" in regs:
         op = regs["one-pass"]; rows, u = {r["arm"]: r for r in summary(op)}, unit(op)
         out.append(f"In one pass over fresh text: consensus {said(rows['consensus'], u)}, distillation "
