@@ -33,16 +33,26 @@ class AvatarlConfig:
     reward:str = "above_mean"     # "above_mean": sparsify, scale, clamp; "consensus": r = C·q on every active one
     smoothing:str = "shared"      # "shared": the non-gold active tokens split eps; "per_token": each gets eps
     critic_floor:float = 0.0      # drop non-gold active tokens the critic gives less ("without rewarding noise")
+    critic_top_k:int|None = None  # how many tokens the critic proposes: None = top_k; 0 = none (a critic-free A_t)
 
     def __post_init__(self): check_avatarl_config(self)
 
 # %% ../nbs/05_consensus.ipynb #4eb006d3
+_REALS = ("label_smoothing", "reality_weight", "critic_weight", "reward_scale", "max_reward", "entropy_coef",
+          "critic_floor")  # AvatarlConfig's real-valued fields
+
 def check_avatarl_config(acfg:AvatarlConfig):
-    "Raise an error that names the bad field and its allowed values."
+    "Raise an error that names the bad field, its value and the allowed values."
     if acfg.mode not in ("blog", "reference"):
         raise ValueError(f"mode={acfg.mode!r}: choose 'blog' (the write-up's objective) or 'reference' (public code)")
-    if not (isinstance(acfg.top_k, int) and acfg.top_k >= 0):
-        raise ValueError(f"top_k={acfg.top_k!r} must be an int >= 0")
+    for name in ("top_k", "critic_top_k"):
+        v = getattr(acfg, name)
+        if not (v is None and name == "critic_top_k") and not (type(v) is int and v >= 0):
+            raise ValueError(f"{name}={v!r} must be an int >= 0")
+    for name in _REALS:
+        v = getattr(acfg, name)
+        if type(v) not in (int, float) or not math.isfinite(v):
+            raise ValueError(f"{name}={v!r} must be a finite number")
     if not 0 <= acfg.label_smoothing <= 1:
         raise ValueError(f"label_smoothing={acfg.label_smoothing} must lie in [0, 1]")
     for name in ("reality_weight", "critic_weight", "entropy_coef"):
@@ -55,6 +65,7 @@ def check_avatarl_config(acfg:AvatarlConfig):
     if acfg.smoothing not in ("shared", "per_token"):
         raise ValueError(f"smoothing={acfg.smoothing!r}: choose 'shared' (eps split) or 'per_token' (eps each)")
     if not 0 <= acfg.critic_floor < 1: raise ValueError(f"critic_floor={acfg.critic_floor} must lie in [0, 1)")
+
 
 # %% ../nbs/05_consensus.ipynb #4b696db7
 BLOCK_ELEMENTS = {"cpu": 2**18, "cuda": 2**26}  # cpu: 1 MB fp32 blocks stay in a core's L2; cuda: few large kernels
@@ -182,7 +193,7 @@ def consensus_rewards(
     acfg:AvatarlConfig,    # objective configuration
 )->ConsensusRewards:
     "Active tokens, both experts, their consensus and the rewards (no gradient)."
-    actions, mask = active_tokens(student_logits, critic_logits, targets, acfg.top_k)
+    actions, mask = active_tokens(student_logits, critic_logits, targets, acfg.top_k, acfg.critic_top_k)
     log_pc = critic_logprobs(critic_logits, actions, mask)
     if acfg.critic_floor > 0: mask, log_pc = floor_critic(actions, mask, log_pc, targets, acfg.critic_floor)
     log_pr = reality_logprobs(actions, mask, targets, acfg.label_smoothing, acfg.smoothing)

@@ -38,14 +38,16 @@ def active_tokens(
     student_logits:Tensor, # (..., V) student logits
     critic_logits:Tensor,  # (..., V) critic logits
     targets:Tensor,        # (...) gold next-token ids
-    k:int,                 # top_k: how many tokens the student and the critic each propose
-)->tuple[Tensor, Tensor]:  # actions (..., 2k+1) sorted token ids; mask (..., 2k+1) True on active slots
-    "A_t = dedup(student top-k ∪ critic top-k ∪ {gold}): sorted ids in 2k+1 slots and a mask of active slots."
+    k:int,                 # top_k: how many tokens the student (and, by default, the critic) proposes
+    critic_k:int|None=None, # critic_top_k: how many the critic proposes; None: k; 0: the critic proposes none
+)->tuple[Tensor, Tensor]:  # actions (..., S) sorted token ids, S = k+critic_k+1; mask (..., S) True on active slots
+    "A_t = dedup(student top-k ∪ critic top-k ∪ {gold}): sorted ids in k+critic_k+1 slots and a mask of active slots."
     check_logits(student_logits, critic_logits, targets)
-    V = student_logits.shape[-1]
-    if not (isinstance(k, int) and 0 <= k <= V): raise ValueError(f"k={k!r}: top_k must be an int in [0, {V}]")
-    ids = torch.cat([topk_ids(student_logits, k), topk_ids(critic_logits, k), targets.long()[..., None]], -1)
-    actions = ids.sort(dim=-1).values                            # (..., 2k+1)
-    repeat = actions[..., 1:] == actions[..., :-1]               # (..., 2k) slot equals its left neighbour
+    V, kc = student_logits.shape[-1], k if critic_k is None else critic_k
+    for name, n in (("top_k", k), ("critic_top_k", kc)):
+        if not (isinstance(n, int) and 0 <= n <= V): raise ValueError(f"{name}={n!r} must be an int in [0, {V}]")
+    ids = torch.cat([topk_ids(student_logits, k), topk_ids(critic_logits, kc), targets.long()[..., None]], -1)
+    actions = ids.sort(dim=-1).values                            # (..., S)
+    repeat = actions[..., 1:] == actions[..., :-1]               # (..., S-1) slot equals its left neighbour
     first = torch.ones_like(actions[..., :1], dtype=torch.bool)  # (..., 1) the first slot is never a repeat
     return actions, torch.cat([first, ~repeat], -1)

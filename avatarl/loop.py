@@ -5,14 +5,14 @@
 # %% auto #0
 __all__ = ['PRESETS', 'OBJECTIVES', 'EVAL_SEED', 'SHAPE_KEYS', 'PEAK_FLOPS', 'CPU_FLOPS_PER_THREAD', 'COURSE_IGNORED',
            'TrainConfig', 'make_config', 'resolve_device', 'autocast_dtype', 'autocast_ctx', 'CrossEntropy',
-           'make_objective', 'lr_at', 'fused_adam_on', 'make_optimizer', 'NonFiniteLoss', 'skip_if_nonfinite',
-           'train_step', 'estimate_ce', 'save_checkpoint', 'load_checkpoint', 'rng_state', 'set_rng_state',
-           'check_resume', 'append_metrics', 'read_metrics', 'trim_metrics', 'plot_metrics', 'unigram_entropy',
-           'peak_flops', 'peak_memory_gb', 'run_flops_per_token', 'Dist', 'init_distributed', 'micro_steps', 'gather',
-           'mean_over_ranks', 'check_writable', 'check_config', 'check_run_dir', 'prepare_data', 'model_args', 'Run',
-           'pad_moments', 'restore', 'setup_run', 'make_checkpoint', 'save_run', 'evaluate', 'run_loop', 'log_eval',
-           'stop_message', 'train', 'tiny_from_env', 'course_configs', 'freeze', 'course_model_ok', 'course_model',
-           'course_models']
+           'ce_objective', 'make_objective', 'lr_at', 'fused_adam_on', 'make_optimizer', 'NonFiniteLoss',
+           'skip_if_nonfinite', 'train_step', 'estimate_ce', 'save_checkpoint', 'load_checkpoint', 'rng_state',
+           'set_rng_state', 'check_resume', 'append_metrics', 'read_metrics', 'trim_metrics', 'plot_metrics',
+           'unigram_entropy', 'peak_flops', 'peak_memory_gb', 'run_flops_per_token', 'Dist', 'init_distributed',
+           'micro_steps', 'gather', 'mean_over_ranks', 'check_writable', 'check_config', 'check_run_dir',
+           'prepare_data', 'model_args', 'Run', 'pad_moments', 'restore', 'setup_run', 'make_checkpoint', 'save_run',
+           'evaluate', 'run_loop', 'log_eval', 'stop_message', 'train', 'tiny_from_env', 'course_configs', 'freeze',
+           'course_model_ok', 'course_model', 'course_models']
 
 # %% ../nbs/02_critic.ipynb #5a56a966
 import fcntl, json, math, os, resource, shutil, sys, time
@@ -118,14 +118,26 @@ def autocast_ctx(device:str, # a resolved device: "cpu", "cuda" or "cuda:N"
 class CrossEntropy:
     "Next-token cross-entropy: the objective the critic (and the baseline student) is trained with."
     name = "ce"
+    label_smoothing:float = 0.0  # eps spread over the whole vocabulary (0: plain cross-entropy)
+    def __init__(self, label_smoothing:float=0.0): self.label_smoothing = label_smoothing
     def __call__(self, logits:Tensor, # (B, T, V) student logits
                  x:Tensor, # (B, T) input tokens; cross-entropy looks only at the targets
                  y:Tensor, # (B, T) next tokens
                 )->tuple[Tensor, dict[str, Tensor]]:
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten()), {}
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten(), label_smoothing=self.label_smoothing), {}
 
 # %% ../nbs/02_critic.ipynb #eb67e0ea
-OBJECTIVES:dict[str, Callable] = {"ce": lambda cfg, device: CrossEntropy()}  # name -> factory(cfg, device)
+def ce_objective(cfg:TrainConfig, # objective_args may hold label_smoothing
+                 device:str)->CrossEntropy: # unused: cross-entropy holds no tensors
+    "Cross-entropy, with the label smoothing `cfg.objective_args` names (none by default)."
+    if bad := sorted(set(cfg.objective_args) - {"label_smoothing"}):
+        raise ValueError(f"objective 'ce' takes only label_smoothing in objective_args (--obj), not {bad}")
+    eps = cfg.objective_args.get("label_smoothing", 0.0)
+    if type(eps) not in (int, float) or not 0 <= eps < 1:
+        raise ValueError(f"label_smoothing={eps!r} must be a number in [0, 1)")
+    return CrossEntropy(float(eps))
+
+OBJECTIVES:dict[str, Callable] = {"ce": ce_objective}  # name -> factory(cfg, device)
 
 def make_objective(cfg:TrainConfig, # `cfg.objective` names it; `critic` and `objective_args` configure it
                    device:str): # where its tensors (e.g. a critic) go

@@ -30,9 +30,10 @@ def dense_loss(
     acfg:AvatarlConfig,    # the write-up's reward: reward="above_mean", smoothing="shared", critic_floor=0
 )->Tensor:                 # 0-d fp32 loss
     "The avatarl loss with dense (N, V) experts and autograd through the full log-softmax: the speed baseline."
-    if (acfg.reward, acfg.smoothing, acfg.critic_floor) != ("above_mean", "shared", 0.0):
+    if (acfg.reward, acfg.smoothing, acfg.critic_floor, acfg.critic_top_k) not in (
+            ("above_mean", "shared", 0.0, None), ("above_mean", "shared", 0.0, acfg.top_k)):
         raise ValueError("dense_loss computes the write-up's reward only: "
-                         "reward='above_mean', smoothing='shared', critic_floor=0")
+                         "reward='above_mean', smoothing='shared', critic_floor=0, critic_top_k=top_k")
     V = student_logits.shape[-1]
     zs, zc, y = student_logits.reshape(-1, V), critic_logits.reshape(-1, V).detach(), targets.reshape(-1)
     N, k, eps, blog = len(zs), acfg.top_k, acfg.label_smoothing, acfg.mode == "blog"
@@ -170,8 +171,10 @@ def loss_rewards(
 )->ConsensusRewards:
     "`consensus_rewards`, with `chunked_topk` and a critic weight that may be a 0-d tensor."
     k, V = acfg.top_k, zs.shape[-1]
-    if k > V: raise ValueError(f"top_k={k} exceeds the vocabulary size {V}: choose top_k <= {V}")
-    ids = torch.cat([chunked_topk(zs, k), chunked_topk(zc, k), y.long()[:, None]], -1).sort(-1).values  # (N, 2k+1)
+    kc = k if acfg.critic_top_k is None else acfg.critic_top_k
+    for name, n in (("top_k", k), ("critic_top_k", kc)):
+        if n > V: raise ValueError(f"{name}={n} exceeds the vocabulary size {V}: choose {name} <= {V}")
+    ids = torch.cat([chunked_topk(zs, k), chunked_topk(zc, kc), y.long()[:, None]], -1).sort(-1).values  # (N, S)
     mask = torch.cat([torch.ones_like(ids[:, :1], dtype=torch.bool), ids[:, 1:] != ids[:, :-1]], -1)  # first of a run
     lc = critic_logprobs(zc, ids, mask)
     if acfg.critic_floor > 0: mask, lc = floor_critic(ids, mask, lc, y, acfg.critic_floor)

@@ -4,10 +4,11 @@
 
 # %% auto #0
 __all__ = ['DEMOS', 'LABELS', 'PANELS', 'DEMO_FILES', 'PROMPT', 'ALLOCATOR_TUNED', 'critic_file', 'load_critic',
-           'AvatarlObjective', 'critic_record', 'critic_mismatches', 'check_critic', 'avatarl_config',
-           'make_avatarl_objective', 'forward_flops_per_token', 'avatarl_mfu', 'timed', 'bench_parts', 'step_times',
-           'Demo', 'comparison_configs', 'run_comparison', 'results_table', 'curve', 'plot_comparison', 'sample_text',
-           'demo_dir', 'machine', 'write_demo', 'run_demo', 'avatarl_demo', 'keep_freed_memory']
+           'AvatarlObjective', 'critic_free', 'critic_record', 'critic_mismatches', 'check_critic', 'avatarl_config',
+           'make_avatarl_objective', 'Distillation', 'make_kd_objective', 'forward_flops_per_token', 'avatarl_mfu',
+           'timed', 'bench_parts', 'step_times', 'Demo', 'comparison_configs', 'run_comparison', 'results_table',
+           'curve', 'plot_comparison', 'sample_text', 'demo_dir', 'machine', 'write_demo', 'run_demo', 'avatarl_demo',
+           'keep_freed_memory']
 
 # %% ../nbs/08_train.ipynb #c994019b
 import ctypes, json, os, platform, shutil, time
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from fastcore.basics import patch
 from fastcore.script import call_parse
 from torch import Tensor, nn
@@ -55,14 +57,18 @@ def load_critic(path:str|Path, # checkpoint file or run directory
 class AvatarlObjective:
     "The avatarl objective in the loop: the frozen critic reads the student's batch, `avatarl_loss` does the rest."
     name = "avatarl"
-    def __init__(self, critic:nn.Module, # frozen critic (load_critic), same vocabulary as the student
+    def __init__(self, critic:nn.Module|None, # frozen critic (load_critic); None: settings that give it no say
                  acfg:AvatarlConfig, # objective settings; `acfg.critic_weight` is the critic weight in use
                  schedule=None, # critic-weight schedule: weight, on_eval, state_dict, load_state_dict (see Hooks)
-                 compile:bool=False): # torch.compile the loss (one graph; the weight is a tensor, so no recompiles)
+                 compile:bool=False, # torch.compile the loss (one graph; the weight is a tensor, so no recompiles)
+                 device:str="cpu"): # where the critic weight lives when there is no critic
+        if critic is None and (schedule is not None or not critic_free(acfg)):
+            raise ValueError("without a critic, set critic_weight=0, critic_top_k=0, critic_floor=0 and no schedule")
         self.critic, self.acfg, self.schedule = critic, acfg, schedule
         self.loss = torch.compile(avatarl_loss, fullgraph=True) if compile else avatarl_loss
         self.weight_value = float(acfg.critic_weight)  # what the device tensor holds
-        self.weight = torch.tensor(self.weight_value, device=next(critic.parameters()).device)  # loss's and metric's
+        dev = device if critic is None else next(critic.parameters()).device
+        self.weight = torch.tensor(self.weight_value, device=dev)  # the loss's and the metric's
         self.on_step(0)
 
     def on_step(self, it:int): # the optimizer step about to run, counted from 0
@@ -72,11 +78,17 @@ class AvatarlObjective:
     def __call__(self, logits:Tensor, # (B, T, V) student logits
                  x:Tensor, y:Tensor)->tuple[Tensor, dict[str, Tensor]]: # (B, T) inputs and next tokens
         if (w := float(self.acfg.critic_weight)) != self.weight_value: self.weight.fill_(w); self.weight_value = w
-        with torch.no_grad(): zc = self.critic(x)  # (B, T, V); not an inference tensor: rewards made from it are saved
+        with torch.no_grad():  # (B, T, V); not an inference tensor: rewards made from it are saved
+            zc = logits.detach() if self.critic is None else self.critic(x)  # no critic: a stand-in nothing reads
         loss, metrics = self.loss(logits, zc, y, self.acfg, self.weight)
         finite = torch.isfinite(zc.gather(-1, y[..., None])).all()  # a non-finite row shows at its gold logit
         loss = loss * torch.where(finite, 1.0, float("nan"))  # NaN loss and gradient: the loop skips the update, stops
         return loss, {**metrics, "critic_weight": self.weight}
+
+# %% ../nbs/08_train.ipynb #97037a06
+def critic_free(acfg:AvatarlConfig)->bool:
+    "Do these settings give the critic no say: no weight in the consensus, no proposals, no floor?"
+    return acfg.critic_weight == 0 and acfg.critic_top_k == 0 and acfg.critic_floor == 0
 
 # %% ../nbs/08_train.ipynb #b569faa4
 def critic_record(path:Path)->dict: # a critic checkpoint file
@@ -138,18 +150,25 @@ def load_state_dict(self:AvatarlObjective, sd:dict):
 
 # %% ../nbs/08_train.ipynb #870329dc
 def avatarl_config(args:dict)->AvatarlConfig: # a run's objective_args
-    "The `AvatarlConfig` in `args` (its 'schedule' entry aside); unknown names are an error."
+    "The `AvatarlConfig` in `args` (its 'schedule' entry aside); unknown names, or nothing to learn, are an error."
     names = [f.name for f in fields(AvatarlConfig)]
     if bad := sorted(set(args) - set(names) - {"schedule"}):
         raise ValueError(f"unknown avatarl setting(s) {bad}: --obj takes {names} and 'schedule'")
-    return AvatarlConfig(**{k: v for k, v in args.items() if k in names})
+    acfg = AvatarlConfig(**{k: v for k, v in args.items() if k in names})
+    if acfg.reward == "above_mean" and acfg.mode == "blog" and acfg.top_k == 0 and not acfg.critic_top_k:
+        raise ValueError("top_k=0 leaves only the gold token active, and the above-mean reward gives it nothing: "
+                         "the student would learn nothing. Use top_k >= 1, or reward='consensus'")
+    return acfg
 
 # %% ../nbs/08_train.ipynb #7c47f850
 def make_avatarl_objective(cfg:TrainConfig, # cfg.critic, cfg.objective_args and the run's data and precision
                            device:str, # where the critic goes
                            schedule=None)->AvatarlObjective: # critic-weight schedule (avatarl.reincarnation)
     "The avatarl objective of a run: the critic checked against it, loaded frozen, with its settings and schedule."
-    acfg, path = avatarl_config(cfg.objective_args), critic_file(cfg.critic)
+    acfg = avatarl_config(cfg.objective_args)
+    if critic_free(acfg) and not cfg.critic and schedule is None:
+        return AvatarlObjective(None, acfg, compile=cfg.compile, device=device)  # self-smoothing: no critic at all
+    path = critic_file(cfg.critic)
     if "schedule" in cfg.objective_args and schedule is None:
         raise ValueError(f"objective_args names a critic-weight schedule ({cfg.objective_args['schedule']!r}), built "
                          "by avatarl.reincarnation: train through `avatarl_train`, or pass "
@@ -159,6 +178,40 @@ def make_avatarl_objective(cfg:TrainConfig, # cfg.critic, cfg.objective_args and
     return AvatarlObjective(load_critic(path, device, dtype, cfg.compile), acfg, schedule, cfg.compile)
 
 OBJECTIVES["avatarl"] = make_avatarl_objective  # the loop's registry: train(cfg) builds it for objective="avatarl"
+
+# %% ../nbs/08_train.ipynb #4dfad6fe
+class Distillation:
+    "Knowledge distillation: (1-alpha)·CE + alpha·T²·KL(p_critic^T || p_student^T) over the whole vocabulary."
+    name = "kd"
+    def __init__(self, critic:nn.Module, # frozen critic (load_critic)
+                 alpha:float=1.0, # the critic's share of the target; 1: no gold-token term
+                 temperature:float=1.0): # T: both distributions softened; T² keeps the gradient's scale
+        self.critic, self.alpha, self.temperature = critic, alpha, temperature
+
+    def __call__(self, logits:Tensor, x:Tensor, y:Tensor)->tuple[Tensor, dict[str, Tensor]]: # (B, T, V), (B, T) x2
+        t, z = self.temperature, logits.float()
+        with torch.no_grad(): lpc = (self.critic(x).float() / t).log_softmax(-1)          # (B, T, V)
+        kl = (lpc.exp() * (lpc - (z / t).log_softmax(-1))).sum(-1).mean()
+        ce = F.cross_entropy(z.flatten(0, 1), y.flatten())
+        nongold = self.alpha * (1 - lpc.gather(-1, y[..., None]).exp().mean())  # the target's mass off the gold token
+        return (1 - self.alpha) * ce + self.alpha * t * t * kl, {"nongold_share": nongold}
+
+# %% ../nbs/08_train.ipynb #30587b78
+def make_kd_objective(cfg:TrainConfig, # cfg.critic; objective_args may hold alpha and temperature
+                      device:str)->Distillation: # where the critic goes
+    "Knowledge distillation from the run's critic, checked against the run like avatarl's."
+    args = {"alpha": 1.0, "temperature": 1.0, **cfg.objective_args}
+    if bad := sorted(set(args) - {"alpha", "temperature"}):
+        raise ValueError(f"objective 'kd' takes alpha and temperature in objective_args (--obj), not {bad}")
+    a, t = args["alpha"], args["temperature"]
+    if type(a) not in (int, float) or not 0 <= a <= 1: raise ValueError(f"alpha={a!r} must be a number in [0, 1]")
+    if type(t) not in (int, float) or not 0 < t < float("inf"):
+        raise ValueError(f"temperature={t!r} must be a finite number > 0")
+    path = critic_file(cfg.critic)
+    check_critic(path, Path(cfg.data_dir)/f"{cfg.corpus}-{cfg.tokenizer}", cfg.block_size)
+    return Distillation(load_critic(path, device, autocast_dtype(device, cfg.dtype), cfg.compile), float(a), float(t))
+
+OBJECTIVES["kd"] = make_kd_objective  # the loop's registry: train(cfg) builds it for objective="kd"
 
 # %% ../nbs/08_train.ipynb #822e2c73
 def forward_flops_per_token(model:GPT, # the critic
@@ -170,7 +223,7 @@ def forward_flops_per_token(model:GPT, # the critic
 @patch
 def flops_per_token(self:AvatarlObjective, T:int)->float: # T: the student's context length
     "The critic's forward FLOPs per student token: what an avatarl step adds to the student's for MFU."
-    return forward_flops_per_token(self.critic, T)
+    return 0.0 if self.critic is None else forward_flops_per_token(self.critic, T)
 
 def avatarl_mfu(student:GPT, critic:GPT, tokens_per_sec:float, peak_flops:float)->float:
     "MFU of an avatarl run: student forward+backward plus critic forward FLOPs, over the device's peak."
