@@ -48,8 +48,9 @@ def test_interrupted_prepare_never_looks_complete_and_is_redone(tmp_path, monkey
 
 def test_two_prepares_of_one_directory_take_turns(tmp_path):
     d = prepare(tiny_corpus(), "gpt2", out=tmp_path)
-    with open(d / ".lock", "w") as held:  # as if another prepare were running
+    with open(d / ".lock", "w") as held:  # as if another prepare were running: it holds the lock, meta.json is gone
         fcntl.flock(held, fcntl.LOCK_EX)
+        (d / "meta.json").unlink()
         second = threading.Thread(target=prepare, args=(tiny_corpus(), "gpt2", tmp_path))
         second.start()
         time.sleep(0.5)
