@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['VOCAB_MULTIPLE', 'GPTConfig', 'LayerNorm', 'split_heads', 'merge_heads', 'CausalAttention', 'MLP', 'Block',
-           'top_k_filter', 'GPT', 'clean_state_dict', 'config_from_args', 'archive_damage', 'read_checkpoint',
-           'load_model']
+           'top_k_filter', 'GPT', 'clean_state_dict', 'config_from_args', 'archive_damage', 'pickled_global',
+           'read_checkpoint', 'load_model']
 
 # %% ../nbs/01_model.ipynb #1c2022e4
 import math, pickle, re, zipfile
@@ -225,6 +225,16 @@ def archive_damage(path:Path) -> str | None:
     except (zipfile.BadZipFile, EOFError, OSError) as e: return str(e) or type(e).__name__
     return None
 
+_CODE_MODULES = {"os", "posix", "nt", "sys", "subprocess", "commands", "builtins", "__builtin__", "shutil", "socket",
+                 "pickle", "marshal", "importlib", "runpy", "code", "pty", "ctypes"}  # a global from these is a call
+
+def pickled_global(err:str) -> tuple[str, bool] | None: # the message of torch's weights-only refusal
+    "The global a refused pickle names, and whether it is code (a function of os, builtins, ...), or None."
+    if m := re.search(r"unsupported GLOBAL (\S+) whose module \S+ is blocked", err): return m[1], True  # torch 2.6+
+    if m := re.search(r"Unsupported global: GLOBAL (\S+)", err):  # a builtin is named without its module
+        return m[1], "." not in m[1] or m[1].split(".")[0] in _CODE_MODULES
+    return None
+
 def read_checkpoint(path:str|Path) -> dict: # a file written by torch.save
     "The checkpoint at `path`: tensors and plain containers only, memory-mapped on the CPU; clear errors when bad."
     p = Path(path)
@@ -234,10 +244,14 @@ def read_checkpoint(path:str|Path) -> dict: # a file written by torch.save
     if why := archive_damage(p): raise ValueError(f"{damaged} [{why}]")
     try: return torch.load(p, map_location="cpu", mmap=True, weights_only=True)
     except pickle.UnpicklingError as e:
-        if m := re.search(r"Unsupported global: GLOBAL (\S+)", str(e)):
-            raise ValueError(f"refused to load {p}: besides tensors it holds a Python object ({m[1]}), and unpickling "
-                             "it could run arbitrary code. Save checkpoints as tensors, numbers, strings, lists and "
-                             "dicts only (a state_dict and model_args)") from None
+        if (found := pickled_global(str(e))) and found[1]:
+            raise ValueError(f"refused to load {p}: it holds code, a call to {found[0]} that loading would run; no "
+                             "checkpoint needs code, so do not trust this file: delete it, or use another") from None
+        if found:
+            raise ValueError(f"refused to load {p}: besides tensors it holds a Python object ({found[0]}), which the "
+                             "safe loader does not rebuild (rebuilding objects can run arbitrary code); save "
+                             "checkpoints with tensors, numbers, strings, lists and dicts only (str() of a path)"
+                             ) from None
         raise ValueError(f"{damaged} [unreadable pickle]") from None
     except (RuntimeError, OSError, EOFError) as e: raise ValueError(f"{damaged} [{str(e)[:80]}]") from None
 

@@ -11,7 +11,7 @@ __all__ = ['DEMOS', 'LABELS', 'PANELS', 'DEMO_FILES', 'PROMPT', 'ALLOCATOR_TUNED
            'keep_freed_memory']
 
 # %% ../nbs/08_train.ipynb #c994019b
-import ctypes, json, os, platform, shutil, time
+import ctypes, json, os, platform, shutil, sys, time
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -24,8 +24,9 @@ from torch import Tensor, nn
 
 from .consensus import AvatarlConfig
 from .data import BatchSampler, load_meta, load_tokenizer, prepare
-from .loop import (OBJECTIVES, CrossEntropy, TrainConfig, autocast_ctx, autocast_dtype, freeze, make_config,
-                          make_optimizer, model_args, read_metrics, resolve_device, train, train_step, unigram_entropy)
+from .loop import (OBJECTIVES, CrossEntropy, Interrupted, NonFiniteLoss, TrainConfig, autocast_ctx,
+                          autocast_dtype, freeze, make_config, make_optimizer, model_args, read_metrics,
+                          resolve_device, train, train_step, unigram_entropy)
 from .model import GPT, GPTConfig, load_model, read_checkpoint
 from .reinforce import avatarl_loss
 
@@ -165,7 +166,11 @@ def make_avatarl_objective(cfg:TrainConfig, # cfg.critic, cfg.objective_args and
                            device:str, # where the critic goes
                            schedule=None)->AvatarlObjective: # critic-weight schedule (avatarl.reincarnation)
     "The avatarl objective of a run: the critic checked against it, loaded frozen, with its settings and schedule."
-    acfg = avatarl_config(cfg.objective_args)
+    acfg, data_dir = avatarl_config(cfg.objective_args), Path(cfg.data_dir)/f"{cfg.corpus}-{cfg.tokenizer}"
+    vocab = load_meta(data_dir)["vocab_size"]  # before anything is written: topk over more than V tokens fails
+    if big := [f"{k}={v}" for k in ("top_k", "critic_top_k") if (v := getattr(acfg, k) or 0) > vocab]:
+        raise ValueError(f"{', '.join(big)}: more than the {vocab} tokens of {data_dir}'s vocabulary; choose at most "
+                         f"{vocab} (--obj top_k=...)")
     if critic_free(acfg) and not cfg.critic and schedule is None:
         return AvatarlObjective(None, acfg, compile=cfg.compile, device=device)  # self-smoothing: no critic at all
     path = critic_file(cfg.critic)
@@ -173,7 +178,7 @@ def make_avatarl_objective(cfg:TrainConfig, # cfg.critic, cfg.objective_args and
         raise ValueError(f"objective_args names a critic-weight schedule ({cfg.objective_args['schedule']!r}), built "
                          "by avatarl.reincarnation: train through `avatarl_train`, or pass "
                          "schedule=avatarl.reincarnation.make_schedule(spec, acfg.critic_weight, cfg)")
-    check_critic(path, Path(cfg.data_dir)/f"{cfg.corpus}-{cfg.tokenizer}", cfg.block_size)
+    check_critic(path, data_dir, cfg.block_size)
     dtype = autocast_dtype(device, cfg.dtype)  # bfloat16 on CUDA: the critic runs in it anyway, under autocast
     return AvatarlObjective(load_critic(path, device, dtype, cfg.compile), acfg, schedule, cfg.compile)
 
@@ -398,9 +403,13 @@ def avatarl_demo(quick:bool=False, # shorter runs (well under a minute), for tes
                  force:bool=False, # replace a previous demo in --out
                  threads:int=1): # CPU threads for torch (0: its default); 1 keeps timings independent of free cores
     "Critic, cross-entropy student and avatarl student on character Shakespeare, equal budgets: table, plots, samples."
+    if threads < 0: raise SystemExit(f"avatarl_demo: --threads {threads}: give 0 (torch's default) or more")
     if threads: torch.set_num_threads(threads)
     try: run_demo(DEMOS["quick" if quick else "full"], out, data, force)
-    except (ValueError, FileExistsError, FileNotFoundError) as e: raise SystemExit(f"avatarl_demo: {e}") from None
+    except (ValueError, OSError, NonFiniteLoss) as e: raise SystemExit(f"avatarl_demo: {e}") from None
+    except Interrupted:
+        print("avatarl_demo: interrupted; run it again with --force to start over", file=sys.stderr)
+        raise SystemExit(130) from None
 
 # %% ../nbs/08_train.ipynb #337738f5
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
