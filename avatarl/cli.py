@@ -6,13 +6,13 @@
 __all__ = ['parse_value', 'parse_overrides', 'parse_objective_args', 'avatarl_train']
 
 # %% ../nbs/12_cli.ipynb #0bfdc49e
-import ast, json, os
+import ast, json, os, sys
 from typing import get_type_hints
 
 from fastcore.script import Param, call_parse
 
 import avatarl.reincarnation  # registers the avatarl objective, with its critic-weight schedules, in OBJECTIVES
-from .loop import OBJECTIVES, NonFiniteLoss, TrainConfig, make_config, train
+from .loop import OBJECTIVES, Interrupted, NonFiniteLoss, TrainConfig, make_config, train
 
 # %% ../nbs/12_cli.ipynb #627e99d5
 def parse_value(text:str, typ:type):
@@ -58,16 +58,21 @@ def avatarl_train(
     max_iters:int=None, # optimizer steps (default: the preset's)
     resume:bool=False, # continue the run in --out from its ckpt.pt
     critic:str=None, # critic checkpoint or run directory, for objectives that use one
-    set:Param("override TrainConfig fields: --set lr=1e-3 n_layer=6", str, nargs="*")=None,
-    obj:Param("objective settings: --obj top_k=16 mode=blog", str, nargs="*")=None,
+    set:Param("override TrainConfig fields: --set lr=1e-3 n_layer=6 (repeats add up)", str, nargs="*",
+              action="extend")=None,
+    obj:Param("objective settings: --obj top_k=16 mode=blog (repeats add up)", str, nargs="*", action="extend")=None,
 ):
     "Train a GPT with the chosen objective and preset; any TrainConfig field can be overridden with --set."
     try:
-        over = parse_overrides(set or []) | {"objective": objective, "out_dir": out or f"out/{preset}-{objective}"}
+        over = parse_overrides(set or []) | {"objective": objective,
+                                             "out_dir": f"out/{preset}-{objective}" if out is None else out}
         if max_iters is not None: over["max_iters"] = max_iters
         if critic is not None: over["critic"] = critic
         cfg = make_config(preset, **over)
         cfg.objective_args = {**cfg.objective_args, **parse_objective_args(obj or [])}
         summary = train(cfg, resume=resume)
     except (ValueError, OSError, NonFiniteLoss) as e: raise SystemExit(f"avatarl_train: {e}") from None
+    except Interrupted as e:  # Ctrl-C: where it stopped, and exit status 130 as shells expect
+        print(f"avatarl_train: {e}", file=sys.stderr)
+        raise SystemExit(130) from None
     if int(os.environ.get("RANK", 0)) == 0: print(json.dumps(summary))

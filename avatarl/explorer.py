@@ -82,14 +82,18 @@ class Models:
     def __str__(self): return f"critic: {self.critic_source}\nstudent: {self.student_source}"
 
 # %% ../nbs/07_explorer.ipynb #5361e0c4
-def load_models(out:str|Path="../out", # runs' root: demos under <out>/demo*, course models under <out>/course
-                critic:str|Path|None=None, student:str|Path|None=None, # explicit checkpoints, both or neither
+def load_models(out:str|Path|None=None, # runs' root, holding demo*/ and course/; None: ../out, made on first use
+                critic:str|Path|None=None, student:str|Path|None=None, # checkpoints or run dirs, both or neither
                 tiny:bool|None=None, # course models only, tiny ones; None: AVATARL_TINY
                 device:str="cpu", verbose:bool=True)->Models: # verbose: print which models are used
     "The critic and student to explore: explicit checkpoints, else the newest demo's pair, else the course models."
     if (critic is None) != (student is None): raise ValueError("pass both critic= and student= checkpoints, or neither")
-    tiny, root = tiny_from_env() if tiny is None else tiny, Path(out).parent
-    pair = (Path(critic), Path(student)) if critic is not None else None if tiny else demo_pair(out)
+    if critic is None and out is not None and not Path(out).is_dir():  # a typo would train models in a new place
+        raise FileNotFoundError(f"no runs directory at {out}: check the path, or leave out unset for ../out")
+    tiny, out = tiny_from_env() if tiny is None else tiny, Path("../out" if out is None else out)
+    root = out.parent
+    pair = (tuple(Path(p)/"best.pt" if Path(p).is_dir() else Path(p) for p in (critic, student))  # run dirs, as the CLI
+            if critic is not None else None if tiny else demo_pair(out))
     if pair is None:
         c, s, tok, _ = course_models(out, tiny, device)
         where = (Path(out)/("course-tiny" if tiny else "course")).relative_to(root)  # runs named from the repository
@@ -389,7 +393,7 @@ def show_error(self:RewardExplorer, err:Exception):
     self.numbers.value, self.share.value = f"<span style='color:#b00020'>{html.escape(str(err))}</span>", ""
 
 # %% ../nbs/07_explorer.ipynb #464a0f2c
-def explorer(out:str|Path="../out", # runs' root: demos under <out>/demo*, course models under <out>/course
+def explorer(out:str|Path|None=None, # runs' root, holding demo*/ and course/; None: ../out (see load_models)
              text:str|None=None, pos:int|None=None, # starting text and position (see RewardExplorer)
              cfg:AvatarlConfig|None=None, device:str="cpu") -> RewardExplorer:
     "The reward explorer on the models `load_models` picks under `out`, which it names under the plot."

@@ -55,6 +55,7 @@ def stop(proc:subprocess.Popen):
 @pytest.fixture
 def voila(tmp_path):
     "Serve a one-cell explorer notebook with Voila on 127.0.0.1, with a token and no port retries; yield its URL."
+    (REPO / "out").mkdir(exist_ok=True)  # the runs' root: the explorer refuses one that does not exist
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(APP.format(out=str(REPO / "out")))],
                                   metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
     nbformat.write(nb, tmp_path / "explorer_app.ipynb")
