@@ -345,7 +345,7 @@ def remake_advice(data_dir:str|Path, meta:dict) -> str:
     "How to make damaged data again: a subset from the data it was cut from, whole data with avatarl_prepare."
     if base := meta.get("derived_from"):
         return f"it was cut from {base}: cut it again from there as it was made, or delete {data_dir}"
-    return f"make it again with `{prepare_command(data_dir)}`"
+    return f"make it again with `{prepare_command(data_dir)} --force`"
 
 def load_meta(data_dir:str|Path, # a directory made by prepare, e.g. data/shakespeare-gpt2
               tokenizer:str|None=None) -> dict: # the tokenizer the caller expects
@@ -404,10 +404,13 @@ def prepare(corpus:str|Corpus="shakespeare", # a name in CORPORA, or a Corpus
     if not force and (meta := up_to_date(data_dir, want)):  # reads only: up-to-date data may sit on a read-only disk
         print(f"{data_dir}: up to date ({meta['train_tokens']:,} train, {meta['val_tokens']:,} val tokens)")
         return data_dir
-    if (have := meta_json(data_dir) or {}).get("derived_from"):
-        why = data_damage(data_dir, have) or ("force=True" if force else "it was made from another source")
+    have = meta_json(data_dir) or {}
+    why = data_damage(data_dir, have) if have else None
+    if have.get("derived_from"):
+        why = why or ("force=True" if force else "made from another source")
         raise ValueError(f"{data_dir} is a subset of other prepared data ({why}); prepare never replaces a subset "
                          f"with the whole corpus: {remake_advice(data_dir, have)}")
+    if why: print(f"{data_dir} is damaged ({why}): making it again")
     data_dir.mkdir(parents=True, exist_ok=True)
     with open(data_dir / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # one prepare per directory at a time; the next waits, then finds it done

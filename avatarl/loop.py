@@ -102,7 +102,7 @@ _LIMITS = {  # field -> (test, what it asks); fields not named here take any val
     **dict.fromkeys(("dropout", "beta1", "beta2"), (lambda v: 0 <= v < 1, "in [0, 1)")),
     "lr": (lambda v: v > 0, "above 0"),
     **dict.fromkeys(("corpus", "tokenizer", "data_dir", "out_dir", "objective", "device", "dtype"),
-                    (bool, "not empty")),
+                    (bool, "non-empty")),
 }
 _KINDS = {int: "an integer", float: "a finite number", bool: "true or false", str: "a string", dict: "a dict"}
 
