@@ -4,8 +4,8 @@
 
 # %% auto #0
 __all__ = ['BLOCK_ELEMENTS', 'AvatarlConfig', 'check_avatarl_config', 'block_rows', 'logsumexp32', 'critic_logprobs',
-           'log_consensus', 'blog_rewards', 'reference_rewards', 'consensus_reward', 'floor_critic', 'ConsensusRewards',
-           'consensus_rewards']
+           'log_consensus', 'blog_rewards', 'reference_rewards', 'proportional_rewards', 'floor_critic',
+           'ConsensusRewards', 'consensus_rewards']
 
 # %% ../nbs/05_consensus.ipynb #30b4d0dd
 import math
@@ -79,44 +79,49 @@ def block_rows(
     return max(1, BLOCK_ELEMENTS.get(z.device.type, 2**26) // max(v, 1))
 
 # %% ../nbs/05_consensus.ipynb #29365e8c
-def _lse_block(z:Tensor)->Tensor: # (n, V) -> (n,)
-    "fp32 logsumexp of each row of a block."
+def _lse_block(z:Tensor, m:Tensor|None)->Tensor: # (n, V), (n,) or None -> (n,)
+    "fp32 logsumexp of each row of a block, shifted by the row maxima m (computed when None)."
     z = z.float()
-    m = z.amax(-1, keepdim=True)
+    m = z.amax(-1) if m is None else m
     m = m.masked_fill(m.isinf(), 0.0)  # all -inf rows give -inf, not nan
-    return (z - m).exp_().sum(-1).log_().add_(m.squeeze(-1))
+    return (z - m[:, None]).exp_().sum(-1).log_().add_(m)
 
 def logsumexp32(
-    z:Tensor, # (..., V) logits, any float dtype
-)->Tensor:    # (...) fp32 logsumexp over the last dimension
+    z:Tensor,                  # (..., V) logits, any float dtype
+    row_max:Tensor|None=None,  # (...) each row's largest logit when already known, saving a pass; None: computed
+)->Tensor:                     # (...) fp32 logsumexp over the last dimension
     "Row logsumexp in fp32, computed blockwise so that no (N, V) temporary is made."
-    flat = z.reshape(-1, z.shape[-1])
-    r = block_rows(flat)
-    return torch.cat([_lse_block(flat[i:i + r]) for i in range(0, len(flat), r)]).view(z.shape[:-1])
+    flat, r = z.reshape(-1, z.shape[-1]), block_rows(z.reshape(-1, z.shape[-1]))
+    m = None if row_max is None else row_max.reshape(-1).float()
+    blocks = [_lse_block(flat[i:i + r], None if m is None else m[i:i + r]) for i in range(0, len(flat), r)]
+    return torch.cat(blocks).view(z.shape[:-1])
 
 # %% ../nbs/05_consensus.ipynb #561460e2
 def critic_logprobs(
     critic_logits:Tensor, # (..., V) critic logits
     actions:Tensor,       # (..., S) active token ids
     mask:Tensor,          # (..., S) True on active slots
+    proposed:bool=False,  # the critic proposed tokens (critic_top_k > 0): its largest logit is in a slot
 )->Tensor:                # (..., S) fp32 log p_c at the active tokens; -inf on padding
     "The critic expert: its full-vocabulary log-probabilities, read at the active tokens."
     zc = critic_logits.detach()
-    lc = zc.gather(-1, actions).float() - logsumexp32(zc)[..., None]
-    return lc.masked_fill(~mask, -math.inf)
+    za = zc.gather(-1, actions).float()                                   # (..., S)
+    lse = logsumexp32(zc, za.amax(-1) if proposed else None)              # (...)
+    return (za - lse[..., None]).masked_fill(~mask, -math.inf)
 
 # %% ../nbs/05_consensus.ipynb #d6cdd95f
-def _weigh(w:float, logp:Tensor)->Tensor:
-    "w · log p, with 0 · log 0 = 0 (an expert with weight 0 has no say)."
+def _weigh(w:float|Tensor, logp:Tensor)->Tensor:
+    "w · log p, with 0 · log 0 = 0 (an expert with weight 0 has no say); a tensor w is tested inside the graph."
+    if isinstance(w, Tensor): return torch.where(w == 0, 0.0, w * logp)
     return torch.zeros_like(logp) if w == 0 else w * logp
 
 def log_consensus(
-    log_pr:Tensor, # (..., S) reality expert log p_r
-    log_pc:Tensor, # (..., S) critic log p_c
-    mask:Tensor,   # (..., S) True on active slots
-    wr:float,      # reality weight
-    wc:float,      # critic weight
-)->Tensor:         # (..., S) log u = wr·log p_r + wc·log p_c, unnormalised; -inf on padding
+    log_pr:Tensor,    # (..., S) reality expert log p_r
+    log_pc:Tensor,    # (..., S) critic log p_c
+    mask:Tensor,      # (..., S) True on active slots
+    wr:float,         # reality weight
+    wc:float|Tensor,  # critic weight: a float, or a 0-d tensor on the logits' device
+)->Tensor:            # (..., S) log u = wr·log p_r + wc·log p_c, unnormalised; -inf on padding
     "Unnormalised log consensus of the two experts over the active slots."
     return (_weigh(wr, log_pr) + _weigh(wc, log_pc)).masked_fill(~mask, -math.inf)
 
@@ -152,7 +157,7 @@ def reference_rewards(
     return q, keep, _clamp(torch.where(keep, R * q, 0.0), C, 1e-8)
 
 # %% ../nbs/05_consensus.ipynb #9c5af116
-def consensus_reward(
+def proportional_rewards(
     log_u:Tensor, # (..., S) unnormalised log consensus, -inf on padding
     mask:Tensor,  # (..., S) True on active slots
     C:float,      # max reward: a position's rewards add up to C
@@ -191,14 +196,17 @@ def consensus_rewards(
     critic_logits:Tensor,  # (..., V) critic logits
     targets:Tensor,        # (...) gold next-token ids
     acfg:AvatarlConfig,    # objective configuration
+    critic_weight:float|Tensor|None=None, # replaces acfg.critic_weight; a 0-d tensor never recompiles compiled code
 )->ConsensusRewards:
     "Active tokens, both experts, their consensus and the rewards (no gradient)."
-    actions, mask = active_tokens(student_logits, critic_logits, targets, acfg.top_k, acfg.critic_top_k)
-    log_pc = critic_logprobs(critic_logits, actions, mask)
+    kc = acfg.top_k if acfg.critic_top_k is None else acfg.critic_top_k
+    actions, mask = active_tokens(student_logits, critic_logits, targets, acfg.top_k, kc)
+    log_pc = critic_logprobs(critic_logits, actions, mask, proposed=kc > 0)
     if acfg.critic_floor > 0: mask, log_pc = floor_critic(actions, mask, log_pc, targets, acfg.critic_floor)
     log_pr = reality_logprobs(actions, mask, targets, acfg.label_smoothing, acfg.smoothing)
-    log_u = log_consensus(log_pr, log_pc, mask, acfg.reality_weight, acfg.critic_weight)
-    if acfg.reward == "consensus": q, rewarded, r = consensus_reward(log_u, mask, acfg.max_reward, acfg.mode)
+    wc = acfg.critic_weight if critic_weight is None else critic_weight
+    log_u = log_consensus(log_pr, log_pc, mask, acfg.reality_weight, wc)
+    if acfg.reward == "consensus": q, rewarded, r = proportional_rewards(log_u, mask, acfg.max_reward, acfg.mode)
     else:
         sparsify = blog_rewards if acfg.mode == "blog" else reference_rewards
         q, rewarded, r = sparsify(log_u, mask, acfg.reward_scale, acfg.max_reward)
