@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch._dynamo.utils import counters
 
 from avatarl.data import prepare
-from avatarl.loop import CrossEntropy, init_distributed, make_config, run_loop, setup_run
+from avatarl.loop import CrossEntropy, init_distributed, make_config, run_dir, run_loop, setup_run
 from avatarl.train import make_avatarl_objective
 
 TINY = dict(n_layer=1, n_head=2, n_embd=32, block_size=32, batch_size=4, eval_iters=2, warmup_iters=1,
@@ -45,8 +45,9 @@ class NoRecompiles:
 def run(cfg, objective, d)->dict:
     "Train `cfg` with the loop's own setup and loop; what Dynamo did, and every rank's parameters."
     counters.clear()
-    r = setup_run(cfg, NoRecompiles(objective), False, d, "cpu")
-    row = run_loop(r)
+    with run_dir(cfg, False, d):  # what train does around them: the output directory, made and held
+        r = setup_run(cfg, NoRecompiles(objective), False, d, "cpu")
+        row = run_loop(r)
     torch._dynamo.config.error_on_recompile = False
     flat = torch.cat([p.detach().flatten() for p in r.raw.parameters()])
     every = [torch.zeros_like(flat) for _ in range(d.world_size)]
