@@ -10,9 +10,10 @@ __all__ = ['ARMS', 'ENSEMBLE', 'STUDENT', 'CRITIC', 'KD_KNOBS', 'REGIMES', 'ARM_
            'machine', 'parse_seeds', 'read_results', 'made', 'write_results', 't975', 'paired_test', 'holm',
            'report_seeds', 'arm_key', 'final_runs', 'critic_runs', 'baseline_arm', 'contrast', 'comparisons', 'summary',
            'unit', 'settings_text', 'said', 'compared', 'summary_table', 'family_text', 'verdict', 'zoom',
-           'plot_curves', 'plot_ce_search', 'plot_intervals', 'plot_diffs', 'plot_contrasts', 'plot_nongold',
-           'study_figure', 'contrast_lines', 'knowledge_or_regularisation', 'regime_line', 'critic_budget_line',
-           'kept_line', 'in_short', 'regime_passes', 'readme_verdict', 'write_front_page', 'front_page',
+           'plot_curves', 'plot_ce_search', 'plot_ce_steps', 'plot_intervals', 'plot_diffs', 'plot_contrasts',
+           'plot_nongold', 'study_figure', 'contrast_lines', 'knowledge_or_regularisation', 'regime_line',
+           'critic_budget_line', 'kept_line', 'in_short', 'regime_passes', 'reproduction', 'reproduction_rows',
+           'reproduction_lines', 'write_reproduction', 'readme_verdict', 'write_front_page', 'front_page',
            'avatarl_study']
 
 # %% ../nbs/10_study.ipynb #f021cfba
@@ -126,6 +127,7 @@ class Regime:
     extend:int = 2  # rounds of extending a grid whose choice sits on its edge
     critic_lr:float = 2e-3  # critics are trained, not tuned: the middle of the students' grid
     critic_dropout:float = 0.0  # the critic's dropout (its dev-best checkpoint is the one used)
+    shared_critic:bool = False  # one critic (seed 0's) serves every seed, instead of one per report seed
     tokenizer:str = "char"  # "gpt2" for the BPE regimes
     preset:str = "cpu-tiny"  # the TrainConfig preset the shapes are applied to (precision, compile, schedule)
     device:str = "cpu"  # "auto" on a GPU
@@ -144,9 +146,9 @@ REGIMES = {
         dropouts=(0.0, 0.1, 0.2, 0.3), steps=(1, 2, 3), label_smoothing=(0.02, 0.05, 0.1), knobs=KD_KNOBS,
         arms=("ce", ENSEMBLE, "kd", "distill", "consensus", "self-smooth"), born_again=("consensus",),
         critic_dropout=0.2),  # a regularised critic: it would overfit 16k characters too
-    "one-pass": Regime(  # fresh text at every step; the critic gets the students' token budget
-        "one-pass", None, STUDENT, 600, CRITIC, 600, lrs=(1e-3, 2e-3, 4e-3), knobs=KD_KNOBS,
-        arms=("ce", "kd", "distill", "blog", "consensus")),
+    "one-pass": Regime(  # fresh text at every step; the critic gets the students' token budget; one critic
+        "one-pass", None, STUDENT, 400, CRITIC, 400, lrs=(1e-3, 2e-3, 4e-3), knobs=KD_KNOBS,
+        arms=("ce", "kd", "distill", "blog", "consensus"), shared_critic=True),
     "bpe": Regime(  # GPT-2 BPE, where critic_floor matters; small models, since the vocabulary dominates on CPU
         "bpe", None, dict(STUDENT, n_layer=2, n_embd=64, batch_size=16), 300,
         dict(STUDENT, n_layer=3, n_embd=96, batch_size=16), 1000, lrs=(3e-3,), extend=0,
@@ -310,8 +312,8 @@ def extend(results:list[dict], arm:str, seed:int, axes:dict, rounds:int, go)->di
 
 # %% ../nbs/10_study.ipynb #bd11f8b0
 def critic_spec(reg:Regime, seed:int)->Spec:
-    "The critic that serves the students of seed `seed` (report or tuning seed)."
-    return Spec(reg.name, "critic", critic_seed(seed), reg.critic_lr, reg.critic_dropout)
+    "The critic that serves the students of seed `seed`: its own, or seed 0's when the regime shares one critic."
+    return Spec(reg.name, "critic", critic_seed(0 if reg.shared_critic else seed), reg.critic_lr, reg.critic_dropout)
 
 def student(reg:Regime, arm:str, seed:int, lr:float, like:dict, knobs:dict|None=None)->Spec:
     "A student of `arm` on `seed` at CE's regularisation (`like`), reading its seed's critic if it needs one."
@@ -644,6 +646,21 @@ def plot_ce_search(reg:dict, ax):
            f"({unit(reg)}) on seed {t}, dropout 0 (□ chosen)")
     ax.figure.colorbar(im, ax=ax, label=f"dev CE ({unit(reg)})")
 
+def plot_ce_steps(reg:dict, ax):
+    "CE's step multiples on the tuning seed at its chosen lr, weight decay and dropout: where dev CE bottoms out."
+    ce = next(r for r in reg["runs"] if r["name"] == reg["chosen"]["ce"])
+    same = lambda r: (r["lr"], r["weight_decay"], r["dropout"], r["knobs"]) == (ce["lr"], ce["weight_decay"],
+                                                                               ce["dropout"], {})
+    for r in sorted((r for r in tuning_runs(reg["runs"], "ce", reg["tuning_seed"]) if same(r)),
+                    key=lambda r: r["steps"]):
+        its, v = zip(*r["curve"])
+        ax.plot(its, v, marker=".", label=f"{r['steps']}× steps ({r['max_iters']})")
+        ax.plot(r["best_iter"], dict(r["curve"])[r["best_iter"]], "k*", ms=10)
+    zoom(ax, 0.4)
+    ax.set(xlabel="step", ylabel=f"dev CE ({unit(reg)})", title=f"{reg['design']['name']}: CE at lr {ce['lr']:g}, "
+           f"wd {ce['weight_decay']:g}, dropout {ce['dropout']:g}, seed {reg['tuning_seed']} (★ dev-best)")
+    ax.grid(alpha=0.3); ax.legend()
+
 def plot_intervals(ax, items:list[tuple[str, tuple, str]], xlabel:str):
     "Horizontal 95% intervals: (label, (mean, lo, hi, ...), colour) from the top down; 0 marked."
     for y, (label, c, color) in enumerate(items):
@@ -785,6 +802,50 @@ def regime_passes(reg:dict)->int:
     d = reg["design"]
     return round(d["student_iters"] * d["shape"]["batch_size"] * d["shape"]["block_size"] / d["train_tokens"])
 
+# %% ../nbs/10_study.ipynb #59c50bea
+def reproduction(committed:dict, rerun:dict)->dict:
+    "Pair every critic and final run of a rerun from scratch with the committed run of the same name: test CEs."
+    old, fin = {r["name"]: r for r in committed["runs"]}, final_runs(rerun)
+    pair = lambda r: {"name": r["name"], "committed": old[r["name"]]["test_ce"], "rerun": r["test_ce"],
+                      "commit": r["commit"]}
+    return {"same_choices": rerun["chosen"] == committed["chosen"], "arms": list(fin),
+            "critics": [pair(r) for r in critic_runs(rerun).values() if r["name"] in old],
+            "runs": [{"arm": a, "seed": s, **pair(r)} for a, by in fin.items() for s, r in sorted(by.items())
+                     if r["name"] in old]}
+
+def reproduction_rows(rep:dict)->list[dict]:
+    "Per arm: committed and rerun mean test CE, the seeds' spread, rerun − committed (mean, 95% CI, largest)."
+    rows = []
+    for arm in rep["arms"]:
+        rs = [r for r in rep["runs"] if r["arm"] == arm]
+        if not rs: continue
+        old, new = np.array([r["committed"] for r in rs]), np.array([r["rerun"] for r in rs])
+        d, lo, hi, _ = paired_test(list(new - old))
+        rows.append(dict(arm=arm, n=len(rs), committed=float(old.mean()), rerun=float(new.mean()),
+                         spread=float(old.std(ddof=1)) if len(rs) > 1 else float("nan"), diff=d, lo=lo, hi=hi,
+                         largest=float(np.abs(new - old).max())))
+    return rows
+
+def reproduction_lines(rep:dict)->list[str]:
+    "The reproduction in words: per arm, the shift against the seeds' spread."
+    out = [] if rep["same_choices"] else ["The rerun's choices on dev differ from the committed ones; only the runs "
+                                         "of the same settings are paired."]
+    worst = max((abs(c["rerun"] - c["committed"]) for c in rep["critics"]), default=0.0)
+    out.append(f"{len(rep['critics'])} critics: largest test-CE difference {worst:.1e}.")
+    for r in reproduction_rows(rep):
+        head = f"{r['arm']}: test CE {r['committed']:.4f} committed, {r['rerun']:.4f} rerun ({r['n']} seeds); "
+        if r["largest"] < 5e-5: out.append(head + f"every rerun equals its committed run to four decimals "
+                                           f"(largest difference {r['largest']:.1e}).")
+        else: out.append(head + f"rerun − committed {r['diff']:+.4f} [{r['lo']:+.4f}, {r['hi']:+.4f}], largest "
+                         f"{r['largest']:.4f}, against a seed s.d. of {r['spread']:.4f}.")
+    return out
+
+def write_reproduction(path:Path, regime:str, rep:dict, command:str):
+    "Merge a rerun of `regime` into the results file, beside the study it reruns."
+    old = read_results(path)
+    write_json_atomic(path, {**old, "reproduction": {**old.get("reproduction", {}),
+                                                     regime: {**rep, "command": command, **made()}}})
+
 # %% ../nbs/10_study.ipynb #6830e06f
 def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
     "The README's verdict section, generated from the results file."
@@ -805,6 +866,10 @@ def readme_verdict(study:dict, figure:str="nbs/images/study.png")->str:
         made = ", ".join(f"`{c[:10]}`" for c in sorted({run["commit"] for run in r["runs"] if "commit" in run}))
         lines.append(f"`{r['command']}`: runs made at commit {made}, collected at `{r['commit'][:10]}`, on "
                      f"{r['machine']} ({r['date']}).")
+    for name, rep in study.get("reproduction", {}).items():
+        made = ", ".join(f"`{c[:10]}`" for c in sorted({r["commit"] for r in rep["runs"] + rep["critics"]}))
+        lines += ["", f"Rerun of {name} from scratch (`{rep['command']}`, runs made at commit {made}): "
+                  + " ".join(reproduction_lines(rep))]
     lines += ["", "Design, derivations and every figure: `nbs/10_study.ipynb`."]
     return "\n".join(lines)
 
@@ -833,23 +898,34 @@ def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, gp
                   workers:int=2, # parallel runs, one thread each
                   out:str="out/study", # run directories; finished runs are skipped, partial ones resumed
                   data:str="data", # parent of the prepared data (character Shakespeare is prepared there if absent)
-                  results:str=None): # results file to write (default: <out>/results.json)
+                  results:str=None, # results file to write (default: <out>/results.json)
+                  rerun:bool=False): # train the regime again from scratch in <out>/rerun; record how far it lands
     "Run the study (resumable): critics, grids on the tuning seed chosen on dev, every arm on every report seed."
     names = ["data-limited", "one-pass"] if regime == "all" else [regime]
     try:
         if bad := [n for n in names if n not in REGIMES]:
             raise ValueError(f"unknown regime {bad[0]!r}: choose one of {list(REGIMES)}, or 'all'")
         seed_list = parse_seeds(seeds)
+        if tuning_seed in seed_list:
+            raise ValueError(f"--tuning_seed {tuning_seed} is also a report seed (--seeds {seeds}): report on others")
         if workers < 1: raise ValueError(f"--workers {workers}: at least 1")
         out_p = Path(out)
         path = Path(results) if results else out_p/"results.json"
         read_results(path)  # a damaged results file is refused before anything trains
         command = f"avatarl_study {regime} --seeds {seeds} --tuning_seed {tuning_seed} --workers {workers} --out {out}"
         if results: command += f" --results {results}"
+        if rerun: command += " --rerun"
         for n in names:
             reg = REGIMES[n]
+            if rerun and n not in read_results(path).get("regimes", {}):
+                raise ValueError(f"{path} holds no {n!r} study to rerun: run `avatarl_study {n}` first")
             root = out_p/n/"data"
             study_data(prepare("shakespeare", reg.tokenizer, out=data), root, reg.train_tokens)
+            if rerun:
+                again = run_regime(reg, tuning_seed, seed_list, out_p/"rerun", root, workers)
+                write_reproduction(path, n, rep := reproduction(read_results(path)["regimes"][n], again), command)
+                print("\n".join(reproduction_lines(rep)))
+                continue
             write_results(path, n, run_regime(reg, tuning_seed, seed_list, out_p, root, workers), command)
             print(f"{n}: results in {path}")
     except (ValueError, OSError) as e: raise SystemExit(f"avatarl_study: {e}") from None
