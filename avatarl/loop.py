@@ -332,9 +332,10 @@ def metrics_rows(path:Path)->tuple[list[dict], str]:
     *lines, tail = (path.read_text() if path.exists() else "").split("\n")  # tail: what follows the last newline
     rows = []
     for i, line in enumerate(lines, 1):
-        if line.strip() and (row := parse_row(line)) is None:
+        if not line.strip(): continue
+        if (row := parse_row(line)) is None:
             raise ValueError(f"{path}, line {i}, is not a metrics row ({line[:60]!r}): repair or delete that line")
-        if line.strip(): rows.append(row)
+        rows.append(row)
     if (row := parse_row(tail)) is not None: return rows + [row], ""  # whole but for its newline
     return rows, tail.strip()
 
@@ -653,10 +654,11 @@ class Interrupted(KeyboardInterrupt):
 
 def interrupt_message(run:Run|None, out:str)->str: # run: None when setup was interrupted
     "Where an interrupted run stopped, and how to continue it."
-    if run is None or run.saved_iter < 0:
-        return f"interrupted before {out}/ckpt.pt was written: nothing to resume; start the run again"
-    return (f"interrupted at step {run.iter}; resume with --resume (train(cfg, resume=True)): {out}/ckpt.pt holds "
-            f"step {run.saved_iter}")
+    ckpt = Path(out)/"ckpt.pt"
+    if run is not None and run.saved_iter >= 0:
+        return f"interrupted at step {run.iter}; resume with --resume (resume=True): {ckpt} holds step {run.saved_iter}"
+    if ckpt.exists(): return f"interrupted before training; {ckpt} is as it was: resume with --resume (resume=True)"
+    return f"interrupted before {ckpt} was written: nothing to resume; start the run again"
 
 def stop_message(run:Run, last:int)->str: # last: the iteration of the previous log row
     "What a non-finite loss or gradient did, and what is left on disk."
