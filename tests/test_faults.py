@@ -1,6 +1,7 @@
-"""Nothing silently wrong: the commands under bad input, faults and concurrency, one test per case of the list in
-the README's "When something goes wrong". Each either refuses (a non-zero exit status, a one-line message that names
-the file or field, no traceback) or does the right thing, and nothing prepared or checkpointed is lost or changed.
+"""Nothing silently wrong: the commands under bad input, faults and concurrency (the README's "When something goes
+wrong"), one test per kind of fault, numbered. Each command either refuses (a non-zero exit status, a one-line message
+that names the file or field, no traceback) or does the right thing, and nothing prepared or checkpointed is lost or
+changed.
 
 The commands run in this process, parsed exactly as their console scripts parse `sys.argv` (a new Python costs
 seconds); Ctrl-C, a second process and the offline hub run the real command in a subprocess."""
@@ -168,11 +169,12 @@ def test_6_token_ids_are_checked_against_the_vocabulary(data, tmp_path):
     d = tmp_path/"data"/"shakespeare-char"
     shutil.copytree(data/"shakespeare-char", d)
     meta = load_meta(d)
-    for vocab in (500, 50):  # meta.json says another vocabulary: named, and the data made again before training
-        write_json_atomic(d/"meta.json", {**meta, "vocab_size": vocab})
-        ran = done(train(tmp_path/f"out-{vocab}", d.parent))
-        assert f"{d} is damaged (meta.json says vocab_size={vocab}" in ran.out and "making it again" in ran.out
-        assert load_meta(d) == meta and load_checkpoint(tmp_path/f"out-{vocab}")["model_args"]["vocab_size"] == 81
+    write_json_atomic(d/"meta.json", {**meta, "vocab_size": 50})  # too small for the ids: named by every reader
+    with pytest.raises(ValueError, match=f"{d} is damaged: meta.json says vocab_size=50"): load_meta(d)
+    write_json_atomic(d/"meta.json", {**meta, "vocab_size": 500})  # too large: named, and the data made again
+    ran = done(train(tmp_path/"out-500", d.parent))
+    assert f"{d} is damaged (meta.json says vocab_size=500" in ran.out and "making it again" in ran.out
+    assert load_meta(d) == meta and load_checkpoint(tmp_path/"out-500")["model_args"]["vocab_size"] == meta["vocab_size"]
     ids = np.memmap(d/"train.bin", dtype=np.uint16, mode="r+")
     ids[1000] = meta["vocab_size"] + 7
     ids.flush(); del ids
