@@ -65,7 +65,8 @@ def done(ran:Ran) -> Ran:
 
 def snapshot(d:Path) -> dict:
     "Every file under d with a hash of its bytes: what must not change."
-    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(d.rglob("*")) if p.is_file()}
+    return {str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(d.rglob("*")) if p.is_file()}
 
 
 def train(out:Path, data:Path, *args, max_iters:int=4) -> Ran:
@@ -174,7 +175,8 @@ def test_6_token_ids_are_checked_against_the_vocabulary(data, tmp_path):
     write_json_atomic(d/"meta.json", {**meta, "vocab_size": 500})  # too large: named, and the data made again
     ran = done(train(tmp_path/"out-500", d.parent))
     assert f"{d} is damaged (meta.json says vocab_size=500" in ran.out and "making it again" in ran.out
-    assert load_meta(d) == meta and load_checkpoint(tmp_path/"out-500")["model_args"]["vocab_size"] == meta["vocab_size"]
+    assert load_meta(d) == meta
+    assert load_checkpoint(tmp_path/"out-500")["model_args"]["vocab_size"] == meta["vocab_size"]
     ids = np.memmap(d/"train.bin", dtype=np.uint16, mode="r+")
     ids[1000] = meta["vocab_size"] + 7
     ids.flush(); del ids
