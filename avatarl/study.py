@@ -9,7 +9,7 @@ __all__ = ['ARMS', 'ENSEMBLE', 'STUDENT', 'CRITIC', 'KD_KNOBS', 'REGIMES', 'ARM_
            'critic_spec', 'student', 'knob_grid', 'arm_flops', 'ensemble_size', 'ensemble_result', 'tune', 'run_regime',
            'machine', 'parse_seeds', 'read_results', 'made', 'write_results', 't975', 'paired_test', 'holm',
            'report_seeds', 'arm_key', 'final_runs', 'critic_runs', 'baseline_arm', 'contrast', 'comparisons', 'summary',
-           'unit', 'settings_text', 'said', 'compared', 'summary_table', 'family_text', 'verdict', 'zoom',
+           'unit', 'settings_text', 'said', 'compared', 'on_edge', 'summary_table', 'family_text', 'verdict', 'zoom',
            'plot_curves', 'plot_ce_search', 'plot_ce_steps', 'plot_intervals', 'plot_diffs', 'plot_contrasts',
            'plot_nongold', 'study_figure', 'contrast_lines', 'knowledge_or_regularisation', 'regime_line',
            'critic_budget_line', 'kept_line', 'in_short', 'regime_passes', 'reproduction', 'reproduction_rows',
@@ -163,7 +163,7 @@ REGIMES = {
                             eval_iters=2, log_interval=5, warmup_iters=2), 10,
         dict(n_layer=1, n_head=2, n_embd=24, block_size=16, batch_size=4, eval_interval=5, eval_iters=2,
              log_interval=5, warmup_iters=2), 10,
-        lrs=(3e-3,), dropouts=(0.0, 0.1), steps=(1, 2), label_smoothing=(0.1,), knobs={"kd": {"alpha": (0.5,)}},
+        lrs=(3e-3,), steps=(1, 2), knobs={"kd": {"alpha": (0.5,)}},
         arms=("ce", ENSEMBLE, "kd", "consensus", "self-smooth"), born_again=("consensus",), ensemble=2, extend=0),
 }
 
@@ -494,9 +494,8 @@ def critic_runs(reg:dict)->dict[str, dict]:
     return {r["name"]: r for r in reg["runs"] if r["arm"] == "critic"}
 
 def baseline_arm(reg:dict)->str:
-    "The CE baseline: cross-entropy as tuned (with studies of the earlier design: the best CE variant on dev)."
-    dev = {r["name"]: r["dev_ce"] for r in reg["runs"]}
-    return min((a for a in ("ce", "ce-long", "ce-ls") if a in reg["chosen"]), key=lambda a: dev[reg["chosen"][a]])
+    "The CE baseline every arm is compared with: cross-entropy, as tuned on dev."
+    return "ce"
 
 def contrast(reg:dict, a:str, b:str)->tuple[float, float, float, float]|None:
     "Paired test-CE difference of arm `a` minus arm `b` (same seeds): mean, 95% CI, p; None if an arm is missing."
@@ -511,6 +510,7 @@ _CONTRASTS = [  # (a, b, what a − b measures)
     ("consensus", "ce-ensemble", "consensus against an ensemble of CE students of equal compute"),
     ("ba-consensus", "consensus", "a critic of the student's own size (born-again) against the bigger critic"),
     ("distill", "kd", "pure distillation against distillation mixed with cross-entropy"),
+    ("distill", "self-smooth", "pure distillation, no gold term, against self-smoothing"),
     ("consensus", "reality-only", "what the critic adds to label smoothing on the active tokens"),
     ("consensus", "distill", "avatarl with the consensus reward against full distillation"),
     ("blog", "ce", "the write-up's defaults against plain cross-entropy"),
@@ -567,6 +567,13 @@ def compared(lo:float, hi:float, same:str="no different from")->str:
     "How a difference whose 95% CI is [lo, hi] compares: 'worse than', 'better than', or `same`."
     return "worse than" if lo > 0 else ("better than" if hi < 0 else same)
 
+def on_edge(reg:dict, arm:str)->bool:
+    "Is an arm's chosen learning rate still on the edge of its grid (the extension stopped there)?"
+    a = arm.removeprefix("ba-")
+    if "tuning_seed" not in reg or a not in reg["chosen"]: return False  # the earlier design extended no grid
+    c = next(r for r in reg["runs"] if r["name"] == reg["chosen"][a])
+    return beyond(tuning_runs(reg["runs"], a, c["seed"]), c, "lr", 2.0) is not None
+
 def summary_table(reg:dict)->str:
     "A markdown table of `summary`: arms by test CE, the paired difference to CE with its 95% CI and p, costs."
     rows, base = summary(reg), baseline_arm(reg)
@@ -579,7 +586,8 @@ def summary_table(reg:dict)->str:
         ng = "–" if r["nongold"] is None else f"{r['nongold']:.1%}"
         below = "–" if r["below_critic"] is None else f"{r['below_critic']}/{r['n']}"
         step = "–" if r["best_iter"] is None else f"{r['best_iter']:.0f} of {r['run'].get('max_iters', '?')}"
-        out.append(f"| {r['arm']} | {settings_text(r['run'])} | {r['test_ce']:.4f} | {d} | {p} | {r['dev_ce']:.4f} | "
+        edge = " (lr on the grid's edge)" if on_edge(reg, r["arm"]) else ""
+        out.append(f"| {r['arm']} | {settings_text(r['run'])}{edge} | {r['test_ce']:.4f} | {d} | {p} | {r['dev_ce']:.4f} | "
                    f"{step} | {ng} | {below} | {r['flops'] / ce_flops:.2f} |")
     return "\n".join(out)
 
@@ -606,7 +614,7 @@ def verdict(reg:dict)->str:
 ARM_COLORS = {"ce": "k", "ce-ensemble": "tab:brown", "kd": "tab:olive", "distill": "tab:gray", "blog": "tab:blue",
               "reference": "tab:cyan", "consensus": "tab:purple", "self-smooth": "tab:green", "voice": "tab:red",
               "critic-only": "tab:orange", "reality-only": "yellowgreen", "voice-floor": "tab:pink",
-              "ba-consensus": "plum", "ba-distill": "silver", "ce-long": "darkkhaki", "ce-ls": "peru"}
+              "ba-consensus": "plum", "ba-distill": "silver"}
 
 def zoom(ax, span:float=0.3):
     "Show the lowest `span` nats of the curves on `ax` (the first evaluations sit far above)."
@@ -701,7 +709,7 @@ def study_figure(study:dict):
     fig, axs = plt.subplots(2, 2, figsize=(14, 10))
     plot_ce_search(dl, axs[0, 0])
     plot_curves(dl, axs[0, 1]); axs[0, 1].legend(fontsize=9)
-    axs[0, 1].set_title(f"{dl['design']['name']}: dev CE per arm, report seeds (mean, band: lowest to highest)")
+    axs[0, 1].set_title(f"{dl['design']['name']}: dev CE per arm (report seeds: mean and range)")
     chars = {n: r for n, r in regs.items() if unit(r) == "nats/char"} or regs  # one unit on one axis
     plot_diffs({"regimes": chars}, axs[1, 0]); axs[1, 0].set_title("test CE against the CE baseline (left: better)")
     plot_contrasts(dl, axs[1, 1]); axs[1, 1].set_title(f"{dl['design']['name']}: where a gain comes from")
@@ -720,32 +728,40 @@ def knowledge_or_regularisation(reg:dict)->str:
     rows = {r["arm"]: r for r in summary(reg)}
     if not {"self-smooth", "consensus"} <= set(rows): return ""
     best = min((r for a, r in rows.items() if a != base), key=lambda r: r["dev_ce"])  # chosen on dev, not test
-    out = [f"Of the arms, {best['arm']} has the lowest dev CE; against {base} on test it is {said(best, u)}."]
+    what = {"self-smooth": "self-smoothing (the reality expert over the student's own top-k and the gold token, no "
+                           "critic anywhere)",
+            "ce-ensemble": f"an ensemble of {len(rows.get('ce-ensemble', {'run': {}})['run'].get('members', []))} CE "
+                           "students (the compute of consensus, its critic's training included)"}
+    out = [f"Of the arms, {what.get(best['arm'], best['arm'])} has the lowest dev CE; against {base} on test it is "
+           f"{said(best, u)}."]
     for a in ("self-smooth", "ce-ensemble"):
-        if a in rows:
-            what = {"self-smooth": "Self-smoothing (the reality expert over the student's own top-k and the gold "
-                                   "token, no critic anywhere)",
-                    "ce-ensemble": f"An ensemble of {len(rows[a]['run'].get('members', []))} CE students (the compute of "
-                                   "consensus, its critic's training included)"}[a]
-            out.append(f"{what} is {compared(rows[a]['lo'], rows[a]['hi'])} {base}: {said(rows[a], u)}.")
-    teach = []
-    for a in ("consensus", "kd"):
-        if (a, "self-smooth") in cmp:
-            m, lo, hi, _, _ = c = cmp[a, "self-smooth"]
-            teach.append(hi < 0)
-            out.append(f"{a} − self-smooth: {said(c, u)}: {a} is {compared(lo, hi, 'indistinguishable from')} "
-                       "self-smoothing.")
-    if all(teach): out.insert(0, "**The critic's knowledge helps, beyond regularisation:** every arm that reads the "
-                              "critic beats the same student smoothing toward its own guesses.")
-    elif any(teach): out.insert(0, "**Partly knowledge:** one way of reading the critic beats self-smoothing, the "
-                                "other does not.")
-    else: out.insert(0, "**Regularisation, not knowledge:** no arm that reads the critic beats the same student "
-                     "smoothing toward its own guesses, with no critic at all.")
+        if a in rows and a != best["arm"]:
+            out.append(f"{what[a][0].upper() + what[a][1:]} is {compared(rows[a]['lo'], rows[a]['hi'])} {base}: "
+                       f"{said(rows[a], u)}.")
+    if (c := cmp.get(("consensus", "ce-ensemble"))) is not None:
+        out.append(f"Consensus is {compared(c[1], c[2], 'indistinguishable from')} that ensemble: consensus − "
+                   f"ce-ensemble {said(c, u)}.")
+    teach, readers = [], [a for a in ("consensus", "kd") if (a, "self-smooth") in cmp]
+    for a in readers:
+        m, lo, hi, _, _ = c = cmp[a, "self-smooth"]
+        teach.append(hi < 0)
+        out.append(f"{a} − self-smooth: {said(c, u)}: {a} is {compared(lo, hi, 'indistinguishable from')} "
+                   "self-smoothing.")
+    ens = cmp.get(("consensus", "ce-ensemble"))
+    but = (", but an ensemble of cross-entropy students of the same compute does better still" if ens and ens[1] > 0
+           else "")
+    who = " and ".join(readers)
+    if all(teach): out.insert(0, f"**The critic's knowledge helps beyond regularisation{but}:** {who}, which read "
+                              "the critic, beat the same student smoothing toward its own guesses with no critic.")
+    elif any(teach): out.insert(0, f"**Partly knowledge{but}:** of {who}, which read the critic, only one beats the "
+                                "same student smoothing toward its own guesses with no critic.")
+    else: out.insert(0, f"**Regularisation, not knowledge{but}:** neither {who.replace(' and ', ' nor ')}, which read "
+                     "the critic, beats the same student smoothing toward its own guesses with no critic.")
     if ("ba-consensus", "consensus") in cmp:
         c = cmp["ba-consensus", "consensus"]
         out.append(f"A critic of the student's own size (born-again: the tuned CE configuration) against the bigger "
-                   f"critic: {said(c, u)}, {compared(c[1], c[2], 'indistinguishable')}"
-                   f"{'' if c[1] <= 0 <= c[2] else ' than the bigger critic'}.")
+                   f"critic: {said(c, u)}" + (": indistinguishable, so what the critic brings does not need a bigger "
+                   "model than the student." if c[1] <= 0 <= c[2] else f", {compared(c[1], c[2])} the bigger critic."))
     return " ".join(out)
 
 # %% ../nbs/10_study.ipynb #2527cfc3
