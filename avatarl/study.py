@@ -11,7 +11,7 @@ __all__ = ['ARMS', 'ENSEMBLE', 'STUDENT', 'CRITIC', 'KD_KNOBS', 'REGIMES', 'ARM_
            'report_seeds', 'arm_key', 'final_runs', 'critic_runs', 'baseline_arm', 'contrast', 'comparisons', 'summary',
            'unit', 'settings_text', 'said', 'compared', 'on_edge', 'summary_table', 'family_text', 'verdict', 'zoom',
            'plot_curves', 'plot_ce_search', 'plot_ce_steps', 'plot_intervals', 'plot_diffs', 'plot_contrasts',
-           'plot_nongold', 'study_figure', 'contrast_lines', 'knowledge_or_regularisation', 'regime_line',
+           'plot_nongold', 'study_figure', 'contrast_lines', 'knowledge_or_regularisation', 'regime_line', 'critic_gap',
            'critic_budget_line', 'kept_line', 'in_short', 'regime_passes', 'reproduction', 'reproduction_rows',
            'reproduction_lines', 'write_reproduction', 'readme_verdict', 'write_front_page', 'front_page',
            'avatarl_study']
@@ -771,20 +771,26 @@ def regime_line(reg:dict)->str:
     per_student = d["student_iters"] * d["shape"]["batch_size"] * d["shape"]["block_size"]
     data = (f"{d['train_tokens']:,} training tokens ({d['tokenizer']}), each seen ~{regime_passes(reg)} times"
             if d["train_tokens"] else f"all training plays ({d['tokenizer']}), {per_student:,} tokens per student")
-    seeds = (f"tuning seed {reg['tuning_seed']}, {len(report_seeds(reg))} report seeds, a critic per seed"
+    critics = "one critic for every seed" if d.get("shared_critic") else "a critic per seed"
+    seeds = (f"tuning seed {reg['tuning_seed']}, {len(report_seeds(reg))} report seeds, {critics}"
              if "tuning_seed" in reg else f"{len(report_seeds(reg))} seeds, the first also the tuning seed, one "
              "critic for all (the study's earlier design)")
     return f"{data}; {seeds}"
 
+def critic_gap(reg:dict)->float:
+    "How much lower the critics' mean test CE is than the CE baseline's (negative: the critics are worse)."
+    ce = next(r for r in summary(reg) if r["arm"] == baseline_arm(reg))
+    return ce["test_ce"] - float(np.mean([c["test_ce"] for c in critic_runs(reg).values() if not c["born_again"]]))
+
 def critic_budget_line(reg:dict)->str:
     "How many tokens the critic saw against a student, and how much better it is on test than the CE baseline."
     crits = [c for c in critic_runs(reg).values() if not c["born_again"]]
-    base = summary(reg)
-    ce = next(r for r in base if r["arm"] == baseline_arm(reg))
+    ce = next(r for r in summary(reg) if r["arm"] == baseline_arm(reg))
     ratio = np.mean([c["tokens"] for c in crits]) / ce["run"]["tokens"] * ce["run"].get("steps", 1)
-    gap = ce["test_ce"] - np.mean([c["test_ce"] for c in crits])
-    return (f"Each critic saw {ratio:.2f}× a student's training tokens and is {gap:+.4f} {unit(reg)} better than "
-            f"{baseline_arm(reg)} on test")
+    gap = critic_gap(reg)
+    said = f"better than {baseline_arm(reg)} on test by {gap:.4f} {unit(reg)}" if gap > 0 else \
+           f"worse than {baseline_arm(reg)} on test by {-gap:.4f} {unit(reg)}: it has no advantage to pass on"
+    return f"The critic saw {ratio:.2f}× a student's training tokens and is {said}"
 
 def kept_line(reg:dict)->str:
     "The share of the critic's test-CE advantage over the CE baseline that each critic-using arm keeps."
@@ -803,8 +809,8 @@ def in_short(study:dict)->str:
         out.append(f"**Where the training text repeats** (data-limited, ~{regime_passes(regs['data-limited'])} "
                    f"passes): {k}")
     if op:
-        out.append(f"**In one pass** ({regime_line(op)}): {verdict(op)} {critic_budget_line(op)}; of that "
-                   f"advantage, {kept_line(op)}.")
+        kept = f"; of that advantage, {kept_line(op)}" if critic_gap(op) > 0 else ""
+        out.append(f"**In one pass** ({regime_line(op)}): {verdict(op)} {critic_budget_line(op)}{kept}.")
     if "bpe" in regs and (c := comparisons(b := regs["bpe"]).get(("voice-floor", "voice"))):
         rows = {r["arm"]: r for r in summary(b)}
         v = rows["voice"]["run"]["objective_args"].get("reality_weight", 0.7)
