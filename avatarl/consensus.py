@@ -66,7 +66,6 @@ def check_avatarl_config(acfg:AvatarlConfig):
         raise ValueError(f"smoothing={acfg.smoothing!r}: choose 'shared' (eps split) or 'per_token' (eps each)")
     if not 0 <= acfg.critic_floor < 1: raise ValueError(f"critic_floor={acfg.critic_floor} must lie in [0, 1)")
 
-
 # %% ../nbs/05_consensus.ipynb #4b696db7
 BLOCK_ELEMENTS = {"cpu": 2**18, "cuda": 2**26}  # cpu: 1 MB fp32 blocks stay in a core's L2; cuda: few large kernels
 
