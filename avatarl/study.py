@@ -4,14 +4,14 @@
 
 # %% auto #0
 __all__ = ['ARMS', 'ENSEMBLE', 'REGIMES', 'ARM_COLORS', 'study_data', 'split_ce', 'uses_critic', 'is_avatarl', 'Regime',
-           'critic_seed', 'Spec', 'spec_of', 'train_config', 'git_commit', 'run_result', 'start_attempt', 'run_spec',
-           'run_all', 'tuning_runs', 'choose', 'setting', 'beyond', 'extend', 'critic_spec', 'student', 'knob_grid',
-           'arm_flops', 'ensemble_size', 'ensemble_result', 'tune', 'run_regime', 'machine', 'parse_seeds',
-           'read_results', 'made', 'write_results', 't975', 'paired_test', 'holm', 'report_seeds', 'arm_key',
-           'final_runs', 'critic_runs', 'baseline_arm', 'contrast', 'comparisons', 'summary', 'unit', 'settings_text',
-           'said', 'compared', 'on_edge', 'summary_table', 'family_text', 'verdict', 'zoom', 'plot_curves',
-           'plot_ce_search', 'plot_ce_steps', 'plot_intervals', 'plot_diffs', 'plot_contrasts', 'plot_nongold',
-           'study_figure', 'contrast_lines', 'knowledge_or_regularisation', 'regime_line', 'critic_gap',
+           'critic_seed', 'student_tokens', 'levels', 'Spec', 'spec_of', 'train_config', 'git_commit', 'run_result',
+           'start_attempt', 'run_spec', 'run_all', 'tuning_runs', 'choose', 'setting', 'beyond', 'extend',
+           'critic_spec', 'student', 'knob_grid', 'arm_flops', 'ensemble_size', 'ensemble_result', 'tune', 'run_regime',
+           'run_ladder', 'machine', 'parse_seeds', 'read_results', 'made', 'write_results', 't975', 'paired_test',
+           'holm', 'report_seeds', 'arm_key', 'final_runs', 'critic_runs', 'baseline_arm', 'contrast', 'comparisons',
+           'summary', 'unit', 'settings_text', 'said', 'compared', 'on_edge', 'summary_table', 'family_text', 'verdict',
+           'zoom', 'plot_curves', 'plot_ce_search', 'plot_ce_steps', 'plot_intervals', 'plot_diffs', 'plot_contrasts',
+           'plot_nongold', 'study_figure', 'contrast_lines', 'knowledge_or_regularisation', 'regime_line', 'critic_gap',
            'critic_budget_line', 'kept_line', 'in_short', 'regime_passes', 'reproduction', 'reproduction_rows',
            'reproduction_lines', 'write_reproduction', 'readme_verdict', 'write_front_page', 'front_page',
            'avatarl_study']
@@ -131,6 +131,9 @@ class Regime:
     tokenizer:str = "char"  # "gpt2" for the BPE regimes
     preset:str = "cpu-tiny"  # the TrainConfig preset the shapes are applied to (precision, compile, schedule)
     device:str = "cpu"  # "auto" on a GPU
+    passes:tuple = ()  # a ladder: one level per number of passes over the text, each a regime of its own
+    arm_lr_grid:bool = True  # False: every other arm trains at CE's chosen lr (one run on the tuning seed, no grid)
+    seeds:str = "1-5"  # the report seeds of the command unless --seeds names others
 
 def critic_seed(seed:int)->int:
     "The seed of the critic that serves report seed `seed`: every report seed has its own critic."
@@ -140,6 +143,10 @@ _STUDENT = dict(n_layer=3, n_head=4, n_embd=96, block_size=64, batch_size=32,  #
                eval_interval=50, eval_iters=8, log_interval=50, warmup_iters=30)
 _CRITIC = {**_STUDENT, "n_layer": 4, "n_embd": 128}  # 0.8M parameters
 _KD_KNOBS = {"kd": {"alpha": (0.5, 0.9), "temperature": (1.0, 2.0)}}
+_KD_CHOSEN = {"kd": {"alpha": (0.5,), "temperature": (1.0,)}}  # what kd chose in both character regimes
+_GPU_QUICK = dict(eval_interval=40, eval_iters=20, log_interval=10, warmup_iters=20)  # on gpu-small's shape
+_TINY = dict(n_layer=1, n_head=2, n_embd=16, block_size=16, batch_size=4, eval_interval=5, eval_iters=2,
+             log_interval=5, warmup_iters=2)
 REGIMES = {
     "data-limited": Regime(  # 16k characters seen ~51 times by every student
         "data-limited", 16_000, _STUDENT, 400, _CRITIC, 600, lrs=(1e-3, 2e-3, 4e-3), wds=(0.1, 0.3, 1.0, 3.0),
@@ -165,7 +172,32 @@ REGIMES = {
              log_interval=5, warmup_iters=2), 10,
         lrs=(3e-3,), steps=(1, 2), knobs={"kd": {"alpha": (0.5,)}},
         arms=("ce", ENSEMBLE, "kd", "consensus", "self-smooth"), born_again=("consensus",), ensemble=2, extend=0),
+    "repetition": Regime(  # the same students and steps on text cut so that they see it 1, 4, 16 or 64 times
+        "repetition", None, _STUDENT, 300, _CRITIC, 450, lrs=(4e-3, 8e-3), wds=(0.1, 1.0), dropouts=(0.0, 0.2),
+        knobs=_KD_CHOSEN, arms=("ce", "kd", "consensus", "self-smooth"), born_again=("consensus",), extend=1,
+        critic_dropout=0.2, shared_critic=True, passes=(1, 4, 16, 64), arm_lr_grid=False),
+    "gpu-quick": Regime(  # one H200 in minutes: GPT-2 BPE Shakespeare seen once or 8 times, bf16 + compile
+        "gpu-quick", None, _GPU_QUICK, 160, {**_GPU_QUICK, "n_layer": 8, "n_head": 8, "n_embd": 512}, 240,
+        lrs=(1e-3,), extend=0, knobs=_KD_CHOSEN, arms=("ce", "kd", "consensus"), critic_lr=1e-3, critic_dropout=0.2,
+        shared_critic=True, passes=(1, 8), arm_lr_grid=False, seeds="1-3", tokenizer="gpt2", preset="gpu-small",
+        device="auto"),
+    "tiny-ladder": Regime(  # seconds, under test: two levels of passes
+        "tiny-ladder", None, _TINY, 10, _TINY, 10, lrs=(3e-3,), knobs={"kd": {"alpha": (0.5,)}},
+        arms=("ce", "consensus", "self-smooth"), born_again=("consensus",), extend=0, shared_critic=True,
+        passes=(1, 4), arm_lr_grid=False),
 }
+
+# %% ../nbs/10_study.ipynb #238828af
+def student_tokens(reg:Regime)->int:
+    "Tokens a student of the regime trains on: its steps times the tokens of one step."
+    c = make_config(reg.preset, **reg.shape)
+    return reg.student_iters * c.batch_size * c.block_size * c.grad_accum
+
+def levels(reg:Regime)->list[Regime]:
+    "A ladder's levels, one regime per number of passes, the text cut to match; a regime without a ladder: itself."
+    if not reg.passes: return [reg]
+    return [replace(reg, name=f"{reg.name}/p{p}", train_tokens=student_tokens(reg) // p, passes=())
+            for p in reg.passes]
 
 # %% ../nbs/10_study.ipynb #24e14273
 _SHORT = {"label_smoothing": "ls", "alpha": "a", "temperature": "T", "reality_weight": "wr"}  # in run names
@@ -230,6 +262,7 @@ def run_result(spec:Spec, cfg:TrainConfig, attempts:list[float])->dict:
     tokens = cfg.max_iters * cfg.batch_size * cfg.block_size * cfg.grad_accum
     return {**asdict(spec), "name": spec.name, "objective": cfg.objective, "objective_args": cfg.objective_args,
             "best_iter": int(load_checkpoint(out/"best.pt")["iter"]), "max_iters": cfg.max_iters,
+            "passes": round(tokens / load_meta(data_dir)["train_tokens"], 3),
             "dev_ce": split_ce(best, data_dir, "val", cfg.block_size),
             "test_ce": split_ce(best, data_dir, "test", cfg.block_size), "params": best.num_params(), "tokens": tokens,
             "train_flops": best.flops_per_token() * tokens, "seconds": float(sum(attempts)), "attempts": attempts,
@@ -369,9 +402,10 @@ def tune(reg:Regime, t:int, go, res:list[dict], first:list[Spec])->dict:
     go([spec_of(like, steps=s) for s in reg.steps] +
        [student(reg, a, t, like["lr"], like, k) for a in trained if a in reg.knobs for k in knob_grid(reg, a)])
     knobs = {a: choose(res, a, t)["knobs"] if a in reg.knobs else {} for a in trained}
+    lrs = reg.lrs if reg.arm_lr_grid else (like["lr"],)
     go([spec_of(choose(res, "ce", t), knobs={"label_smoothing": e}) for e in reg.label_smoothing] +
-       [student(reg, a, t, lr, like, knobs[a]) for a in trained for lr in reg.lrs])
-    for _ in range(reg.extend):  # each arm's learning rate, extended past an edge choice
+       [student(reg, a, t, lr, like, knobs[a]) for a in trained for lr in lrs])
+    for _ in range(reg.extend if reg.arm_lr_grid else 0):  # each arm's learning rate, extended past an edge choice
         new = [spec_of(b, lr=x) for b in (choose(res, a, t) for a in trained)
                if (x := beyond(res, b, "lr", 2.0)) is not None]
         if not new: break
@@ -389,7 +423,7 @@ def run_regime(reg:Regime, tuning_seed:int, report_seeds:list[int], out:Path, da
     print(f"{reg.name}: every arm on seeds {report_seeds}" + (f", ensembles of {n_ens}" if n_ens > 1 else ""))
     ce, free, critiqued = chosen["ce"], [], []
     for s in report_seeds:
-        ba = spec_of(ce, arm="critic", seed=critic_seed(s), born_again=True)
+        ba = spec_of(ce, arm="critic", seed=critic_spec(reg, s).seed, born_again=True)
         free += [spec_of(ce, seed=s + 100 * j) for j in range(n_ens)] + ([ba] if reg.born_again else [])
         for a, r in chosen.items():
             if a == "ce": continue
@@ -404,6 +438,19 @@ def run_regime(reg:Regime, tuning_seed:int, report_seeds:list[int], out:Path, da
     runs = sorted({r["name"]: r for r in res}.values(), key=lambda r: r["name"])
     return {"design": asdict(reg), "tuning_seed": t, "report_seeds": list(report_seeds), "ensemble": n_ens,
             "chosen": {a: r["name"] for a, r in chosen.items()}, "runs": runs}
+
+# %% ../nbs/10_study.ipynb #c205e327
+def run_ladder(reg:Regime, tuning_seed:int, report_seeds:list[int], out:Path,
+               base:Path, # the prepared corpus every level's text is cut from
+               workers:int, saved=None)->dict: # saved: called with the ladder so far after each level
+    "Every level of a ladder in turn, each a whole regime: its text, its critic, its grids, its report runs."
+    res = {"design": asdict(reg), "tuning_seed": tuning_seed, "report_seeds": list(report_seeds), "levels": {}}
+    for p, lv in zip(reg.passes, levels(reg)):
+        root = out/lv.name/"data"
+        study_data(base, root, lv.train_tokens)
+        res["levels"][str(p)] = run_regime(lv, tuning_seed, report_seeds, out, root, workers)
+        if saved: saved(res)
+    return res
 
 # %% ../nbs/10_study.ipynb #f4ce0b72
 def machine()->str:
@@ -919,8 +966,8 @@ def front_page(index:Path)->str:
 
 # %% ../nbs/10_study.ipynb #c0d9f9ad
 @call_parse
-def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, gpu-small (a GPU), or tiny (seconds)
-                  seeds:str="1-5", # report seeds: one seed = one init and batch order, shared by every arm
+def avatarl_study(regime:str, # data-limited, one-pass, all (those two), repetition, bpe, gpu-small or gpu-quick
+                  seeds:str=None, # report seeds, e.g. 1-5 (default: the regime's); a seed = one init and batch order
                   tuning_seed:int=0, # the seed every grid runs on; never a report seed
                   workers:int=2, # parallel runs, one thread each
                   out:str="out/study", # run directories; finished runs are skipped, partial ones resumed
@@ -932,22 +979,33 @@ def avatarl_study(regime:str, # data-limited, one-pass, all (those two), bpe, gp
     try:
         if bad := [n for n in names if n not in REGIMES]:
             raise ValueError(f"unknown regime {bad[0]!r}: choose one of {list(REGIMES)}, or 'all'")
-        seed_list = parse_seeds(seeds)
-        if tuning_seed in seed_list:
-            raise ValueError(f"--tuning_seed {tuning_seed} is also a report seed (--seeds {seeds}): report on others")
+        plan = {n: seeds or REGIMES[n].seeds for n in names}
+        for n, text in plan.items():
+            if tuning_seed in parse_seeds(text):
+                raise ValueError(f"--tuning_seed {tuning_seed} is also a report seed (--seeds {text}): report on "
+                                 "others")
+            if rerun and REGIMES[n].passes:
+                raise ValueError(f"--rerun retrains one regime; {n!r} is a ladder of {len(REGIMES[n].passes)}: run "
+                                 "it again with another --out to rerun it")
         if workers < 1: raise ValueError(f"--workers {workers}: at least 1")
         out_p = Path(out)
         path = Path(results) if results else out_p/"results.json"
         read_results(path)  # a damaged results file is refused before anything trains
-        command = f"avatarl_study {regime} --seeds {seeds} --tuning_seed {tuning_seed} --workers {workers} --out {out}"
-        if results: command += f" --results {results}"
-        if rerun: command += " --rerun"
-        for n in names:
-            reg = REGIMES[n]
+        for n, text in plan.items():
+            reg, seed_list = REGIMES[n], parse_seeds(text)
+            command = f"avatarl_study {n} --seeds {text} --tuning_seed {tuning_seed} --workers {workers} --out {out}"
+            if results: command += f" --results {results}"
+            if rerun: command += " --rerun"
             if rerun and n not in read_results(path).get("regimes", {}):
                 raise ValueError(f"{path} holds no {n!r} study to rerun: run `avatarl_study {n}` first")
+            base = prepare("shakespeare", reg.tokenizer, out=data)
+            if reg.passes:
+                run_ladder(reg, tuning_seed, seed_list, out_p, base, workers,
+                           lambda r: write_results(path, n, r, command))
+                print(f"{n}: results in {path}")
+                continue
             root = out_p/n/"data"
-            study_data(prepare("shakespeare", reg.tokenizer, out=data), root, reg.train_tokens)
+            study_data(base, root, reg.train_tokens)
             if rerun:
                 again = run_regime(reg, tuning_seed, seed_list, out_p/"rerun", root, workers)
                 write_reproduction(path, n, rep := reproduction(read_results(path)["regimes"][n], again), command)
