@@ -1,8 +1,7 @@
 """The reward explorer in a real browser: Voila serves it, Debian's chromium (driven by playwright) moves sliders and
 flips toggles, and the numbers shown and the plot image must change. Screenshots go to tmp_path; set
 AVATARL_EXPLORER_SCREENSHOT to a path to also copy the "consensus" screenshot there (how nbs/images/explorer.png, the
-README's image, is made: run with AVATARL_TINY=0 after 08's demo, so that the explorer shows the demo's critic and the
-avatarl student trained against it)."""
+README's image, is made: run with AVATARL_TINY=0, so that the explorer shows the course's full critic and student)."""
 import os, secrets, shutil, signal, socket, subprocess, sys, time
 from pathlib import Path
 
