@@ -11,8 +11,9 @@ from typing import get_type_hints
 
 from fastcore.script import Param, call_parse
 
-import avatarl.reincarnation  # registers the avatarl objective, with its critic-weight schedules, in OBJECTIVES
 from .loop import OBJECTIVES, Interrupted, NonFiniteLoss, TrainConfig, make_config, train
+from .reincarnation import register_objectives
+from .train import keep_freed_memory
 
 # %% ../nbs/12_cli.ipynb #627e99d5
 def parse_value(text:str, typ:type):
@@ -64,6 +65,8 @@ def avatarl_train(
 ):
     "Train a GPT with the chosen objective and preset; any TrainConfig field can be overridden with --set."
     try:
+        register_objectives()  # the avatarl objective, with its critic-weight schedules, and kd
+        keep_freed_memory()  # the CPU allocator keeps freed memory for reuse (nbs/08_train.ipynb)
         over = parse_overrides(set or []) | {"objective": objective,
                                              "out_dir": f"out/{preset}-{objective}" if out is None else out}
         if max_iters is not None: over["max_iters"] = max_iters
