@@ -53,3 +53,20 @@ def test_the_tuning_seed_is_never_a_report_seed(tmp_path):
         shutil.copytree(REPO / "data" / "shakespeare-char", tmp_path / "data" / "shakespeare-char")
     p = study("tiny", "--seeds", "0-1", "--out", "out", cwd=tmp_path)
     assert p.returncode != 0 and "also a report seed" in p.stderr and "Traceback" not in p.stderr, p.stderr[-1000:]
+
+
+def test_a_ladder_runs_each_level_as_a_regime_and_records_its_passes(tmp_path):
+    if (REPO / "data" / "shakespeare-char").exists():
+        shutil.copytree(REPO / "data" / "shakespeare-char", tmp_path / "data" / "shakespeare-char")
+    p = study("tiny-ladder", "--seeds", "1-2", "--workers", "1", "--out", "out", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    lad = json.loads((tmp_path / "out" / "results.json").read_text())["regimes"]["tiny-ladder"]
+    assert lad["command"] == "avatarl_study tiny-ladder --seeds 1-2 --tuning_seed 0 --workers 1 --out out"
+    assert sorted(lad["levels"]) == ["1", "4"] and lad["design"]["passes"] == [1, 4]
+    for p_, lv in lad["levels"].items():
+        students = [r for r in lv["runs"] if r["arm"] != "critic"]
+        assert {r["passes"] for r in students} == {float(p_)}         # the text is cut so a student sees it p times
+        assert {r["critic"] for r in students if r["critic"]} == {f"tiny-ladder/p{p_}/critic/s1000"}  # one a level
+        assert {r["seed"] for r in students} == {0, 1, 2}
+    p = study("tiny-ladder", "--seeds", "1-2", "--rerun", "--out", "out", cwd=tmp_path)
+    assert p.returncode != 0 and "is a ladder" in p.stderr and "Traceback" not in p.stderr, p.stderr[-1000:]
