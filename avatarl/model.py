@@ -53,7 +53,6 @@ class LayerNorm(nn.Module):
     def forward(self, x:Tensor): return F.layer_norm(x, self.weight.shape, self.weight, self.bias, 1e-5)  # (..., ndim)
     def extra_repr(self): return f"{self.weight.numel()}, bias={self.bias is not None}"
 
-# %% ../nbs/01_model.ipynb #81a18cc7
 def split_heads(x:Tensor, # (B, T, C) activations
                 n_head:int): # number of heads; must divide C
     "Reshape (B, T, C) into per-head (B, nh, T, C/nh)."
@@ -81,7 +80,6 @@ class CausalAttention(nn.Module):
         y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True)
         return self.resid_dropout(self.c_proj(merge_heads(y)))  # (B, T, C)
 
-# %% ../nbs/01_model.ipynb #9194613a
 class MLP(nn.Module):
     "Position-wise feed-forward network: widen 4x, GELU, project back."
     def __init__(self, config:GPTConfig):
@@ -93,7 +91,6 @@ class MLP(nn.Module):
 
     def forward(self, x:Tensor): return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))  # (B, T, C)
 
-# %% ../nbs/01_model.ipynb #8edaac77
 class Block(nn.Module):
     "Pre-LayerNorm transformer block: attention then MLP, each added to the residual stream."
     def __init__(self, config:GPTConfig):
@@ -107,14 +104,13 @@ class Block(nn.Module):
         x = x + self.attn(self.ln_1(x))  # (B, T, C)
         return x + self.mlp(self.ln_2(x))  # (B, T, C)
 
-# %% ../nbs/01_model.ipynb #127511a3
+# %% ../nbs/01_model.ipynb #1c4d7f6b
 def top_k_filter(logits:Tensor, # (B, V) logits
                  k:int): # how many of the largest logits to keep per row
     "Set all but the `k` largest logits of each row to -inf."
     kth = torch.topk(logits, min(k, logits.size(-1)), dim=-1).values[:, [-1]]  # (B, 1)
     return logits.masked_fill(logits < kth, float("-inf"))  # (B, V)
 
-# %% ../nbs/01_model.ipynb #1c4d7f6b
 class GPT(nn.Module):
     "GPT-2 decoder: embeddings, `n_layer` blocks, final LayerNorm, output head tied to the token embedding."
     def __init__(self, config:GPTConfig):
@@ -207,7 +203,6 @@ def clean_state_dict(sd:dict): # a state dict, possibly saved from a compiled an
         return k
     return {bare(k): v for k, v in sd.items() if not k.endswith(".attn.bias")}  # c_attn.bias does not match
 
-# %% ../nbs/01_model.ipynb #d9e118f7
 def config_from_args(model_args:dict): # GPTConfig fields; unknown keys are ignored
     "A `GPTConfig` from a checkpoint's `model_args`, ignoring keys that are not its fields."
     names = {f.name for f in fields(GPTConfig)}
@@ -255,7 +250,6 @@ def read_checkpoint(path:str|Path) -> dict: # a file written by torch.save
         raise ValueError(f"{damaged} [unreadable pickle]") from None
     except (RuntimeError, OSError, EOFError) as e: raise ValueError(f"{damaged} [{str(e)[:80]}]") from None
 
-# %% ../nbs/01_model.ipynb #6ccb1402
 def load_model(path:str|Path, # checkpoint file: a dict with "model" and "model_args"
                device:str|torch.device="cpu"): # where the model goes
     "A `GPT` in eval mode from a nanoGPT-format checkpoint: read on the CPU (tensors only), weights copied, then moved."
