@@ -37,6 +37,17 @@ def test_02_the_course_critic_is_well_below_the_unigram_entropy():
     assert critic <= 0.75 * unigram_entropy() and critic < student
 
 
+def test_02_the_naive_loop_learns_from_the_context():
+    text = stored_text("02_critic.ipynb", "naive loop, mean loss")
+    assert number(r"naive loop, mean loss of its last 10 steps: ([\d.]+)", text) < unigram_entropy()
+
+
+def test_02_the_critic_takes_more_from_the_context_than_the_student():
+    text = stored_text("02_critic.ipynb", "per_pos")
+    gain = {name: number(rf"{name}\s+1 character seen: .*\(gain ([-\d.]+)\)", text) for name in ("critic", "student")}
+    assert gain["critic"] > 0.3 and gain["critic"] > 2 * gain["student"], gain
+
+
 def test_08_every_demo_run_beats_the_unigram_model():
     text = stored_text("08_train.ipynb", "avatarl - CE =")
     H = number(r"unigram entropy ([\d.]+)", text)
