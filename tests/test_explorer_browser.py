@@ -30,7 +30,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port:int, proc:subprocess.Popen, log:Path, timeout:float=60):
+def wait_for_port(port:int, proc:subprocess.Popen, log:Path, timeout:float=180):  # minutes on a busy CPU
     "Return once the server accepts connections; fail with its log if it exits or takes too long."
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -77,7 +77,7 @@ def page():
     from playwright.sync_api import sync_playwright
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(path), args=CHROMIUM_ARGS)
-        try: yield browser.new_page(viewport={"width": 1100, "height": 900})
+        try: yield browser.new_page(viewport={"width": 1100, "height": 1250})
         finally: browser.close()
 
 
