@@ -933,10 +933,18 @@ def ladder_lines(lad:dict)->list[str]:
     for a, b, what in _CONTRASTS:
         if (rs := per(a, b)) and b == "self-smooth":
             out.append(f"{a} − self-smooth (the critic's knowledge) is below zero {first_below(rs)}.")
-    gaps = {p: -critic_gap(lv) for p, lv in sorted(lad["levels"].items(), key=lambda kv: int(kv[0]))}
-    out.append("Each level's critic against tuned CE (test CE, critic − CE): " +
-               "; ".join(f"{p}× {g:+.3f}" for p, g in gaps.items()) + f" {u}; a critic can pass on only an "
-               "advantage it has.")
+    ordered = sorted(lad["levels"].items(), key=lambda kv: int(kv[0]))
+    ces = {p: next(r for r in lv["runs"] if r["name"] == lv["chosen"]["ce"]) for p, lv in ordered}
+    out.append("Tuned CE's choice on dev at each level: " +
+               "; ".join(f"{p}× {settings_text(r)}" for p, r in ces.items()) + ".")
+    gaps = {p: -critic_gap(lv) for p, lv in ordered}
+    said_gaps = "; ".join(f"{p}× {g:+.3f}" for p, g in gaps.items())
+    if all(g > 0 for g in gaps.values()):
+        out.append(f"Every level's critic is worse on test than tuned CE (critic − CE: {said_gaps} {u}), so where a "
+                   "student that reads it beats tuned CE, it is not a better model's advantage passed on but a "
+                   "better training signal: the critic's soft target over the student's own.")
+    else:
+        out.append(f"Each level's critic against tuned CE (test CE, critic − CE): {said_gaps} {u}.")
     return out
 
 # %% ../nbs/10_study.ipynb #bb7dab72
@@ -954,7 +962,7 @@ def plot_ladder(lad:dict, axs):
             x = np.array([r["passes"] for r in rs]) * 1.06 ** (j - (len(pairs) - 1) / 2)  # side by side
             m = np.array([r["diff"] for r in rs])
             ax.errorbar(x, m, yerr=[m - [r["lo"] for r in rs], [r["hi"] for r in rs] - m], marker="o", capsize=3,
-                        color=color(a), ls="--" if a.startswith("ba-") else "-",
+                        color=color(a), ls="--" if a.startswith("ba-") else "-" if b in ("ce", "self-smooth") else "-.",
                         label=a if b == "ce" else f"{a} − {b}")
         ax.axhline(0, color="k", lw=1)
         ax.set_xscale("log", base=2)
