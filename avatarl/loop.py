@@ -131,9 +131,9 @@ def make_objective(cfg:TrainConfig, # `cfg.objective` names it; `critic` and `ob
                    device:str): # where its tensors (e.g. a critic) go
     "The objective `cfg.objective` names, built by its factory in `OBJECTIVES`."
     if cfg.objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {cfg.objective!r}; registered: {sorted(OBJECTIVES)}. The module that "
-                         "defines an objective registers it on import (`import avatarl.train` adds 'avatarl'); "
-                         "or pass the objective itself: train(cfg, objective)")
+        raise ValueError(f"unknown objective {cfg.objective!r}; registered: {sorted(OBJECTIVES)}. Register it "
+                         "first (`avatarl.train.register_objectives()` adds 'avatarl' and 'kd'), or pass the "
+                         "objective itself: train(cfg, objective)")
     return OBJECTIVES[cfg.objective](cfg, device)
 
 # %% ../nbs/02_critic.ipynb #36f6b024
