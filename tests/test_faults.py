@@ -199,17 +199,20 @@ def test_7_ctrl_c_says_where_it_stopped_and_a_second_run_is_refused_meanwhile(da
     cmd = [sys.executable, "-m", "avatarl.cli", "--out", out, "--max_iters", 100_000, "--set", *SHAPE,
            "eval_interval=20", "log_interval=20", f"data_dir={data}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([str(a) for a in cmd], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log, bar = open(tmp_path/"stdout.txt", "w"), open(tmp_path/"stderr.txt", "w")  # files: a full pipe would stall it
+    proc = subprocess.Popen([str(a) for a in cmd], env=env, stdout=log, stderr=bar, text=True)
     try:
         end = time.monotonic() + 120
         while not (out/"ckpt.pt").exists() or len(read_metrics(out)) < 3:  # a checkpoint, and training under way
-            assert proc.poll() is None and time.monotonic() < end, proc.communicate()
+            assert proc.poll() is None and time.monotonic() < end, (tmp_path/"stderr.txt").read_text()[-2000:]
             time.sleep(0.2)
         refused(train(out, data, "--resume"), f"in use by another run (process {proc.pid})")
         proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=60)
+        proc.wait(timeout=180)
     finally:
         if proc.poll() is None: proc.kill()
+        log.close(); bar.close()
+    err = (tmp_path/"stderr.txt").read_text()
     saved = load_checkpoint(out)["iter"]
     assert proc.returncode == 130 and "Traceback" not in err, err[-2000:]
     last = err.strip().splitlines()[-1]

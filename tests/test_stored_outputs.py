@@ -63,3 +63,12 @@ def test_09_every_model_beats_the_unigram_model_and_size_orders_the_critics():
     assert len(val) >= 10 and all(ce < unigram_entropy() for ce in val.values()), val
     assert val["critic-large"] < val["critic"] < val["critic-small"]
     assert "critics whose best.pt is not their final step: none" in table  # one val CE per run: what students read
+
+
+def test_the_readme_states_the_measured_test_time():
+    "The README's time for the test command is the one nbs/results/tests.json measured, rounded to minutes."
+    measured = json.loads((NBS / "results" / "tests.json").read_text())
+    readme = (NBS.parent / "README.md").read_text()
+    assert measured["command"] in readme
+    stated = number(r"takes about (\d+) minutes on 2 cores", readme)
+    assert stated == round(measured["seconds"] / 60), (stated, measured["seconds"])
