@@ -1,7 +1,13 @@
 """Shared helpers for the tests that cannot live in a notebook."""
-import os, subprocess, sys
+import io, os, shutil, subprocess, sys
+from contextlib import redirect_stdout
+from pathlib import Path
 
 import pytest
+
+from avatarl.data import prepare
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def run_torchrun(*args, timeout=180):
@@ -17,3 +23,12 @@ def run_torchrun(*args, timeout=180):
 def torchrun():
     "`run_torchrun`, as a fixture."
     return run_torchrun
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    "Character Shakespeare prepared once for the module (copied from the repository's data/ when it is there)."
+    root = tmp_path_factory.mktemp("data")
+    if (have := REPO/"data"/"shakespeare-char").is_dir(): shutil.copytree(have, root/"shakespeare-char")
+    with redirect_stdout(io.StringIO()): prepare("shakespeare", "char", out=root)
+    return root

@@ -16,13 +16,12 @@ import torch
 from fastcore.script import anno_parser
 
 from avatarl.cli import avatarl_train
-from avatarl.data import avatarl_prepare, holding, load_meta, prepare, write_json_atomic
+from avatarl.data import avatarl_prepare, holding, load_meta, write_json_atomic
 from avatarl.explorer import explorer, load_models
 from avatarl.loop import load_checkpoint, read_metrics, save_checkpoint
 from avatarl.study import study_data
 from avatarl.train import avatarl_demo
 
-REPO = Path(__file__).resolve().parent.parent
 SHAPE = ["n_layer=1", "n_head=1", "n_embd=16", "block_size=16", "batch_size=4", "eval_iters=1", "warmup_iters=1"]
 
 
@@ -73,15 +72,6 @@ def train(out:Path, data:Path, *args, max_iters:int=4) -> Ran:
     "avatarl_train on the tiny shape, `data` as data_dir, `out` as --out; `args` come last, so they win."
     return command(avatarl_train, "--out", out, "--max_iters", max_iters, "--set", *SHAPE, "eval_interval=2",
                    f"data_dir={data}", *args)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    "Character Shakespeare prepared once for the module (copied from the repository's data/ when it is there)."
-    root = tmp_path_factory.mktemp("data")
-    if (have := REPO/"data"/"shakespeare-char").is_dir(): shutil.copytree(have, root/"shakespeare-char")
-    with redirect_stdout(io.StringIO()): prepare("shakespeare", "char", out=root)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -2,28 +2,17 @@
 fails before anything is written, a resume with other settings is refused naming each difference, a metrics line cut
 short is dropped, a directory held by a live run is refused, a full disk is named.
 tests/test_faults.py checks the same faults through the commands."""
-import io, os, shutil
-from contextlib import redirect_stdout
+import os, shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from avatarl.data import holding, prepare
+from avatarl.data import holding
 from avatarl.loop import TrainConfig, make_config, read_metrics, train
 
-REPO = Path(__file__).resolve().parent.parent
 SHAPE = dict(n_layer=2, n_head=2, n_embd=32, block_size=32, batch_size=8, eval_iters=4, dropout=0.1, grad_accum=2,
              max_iters=16, warmup_iters=4, eval_interval=8, log_interval=1)  # 02's resumed run: seconds
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    "Character Shakespeare prepared once for the module (copied from the repository's data/ when it is there)."
-    root = tmp_path_factory.mktemp("data")
-    if (have := REPO/"data"/"shakespeare-char").is_dir(): shutil.copytree(have, root/"shakespeare-char")
-    with redirect_stdout(io.StringIO()): prepare("shakespeare", "char", out=root)
-    return root
 
 
 @pytest.fixture(scope="module")

@@ -1,25 +1,14 @@
 """avatarl.train's entry points and refusals, moved out of nbs/08_train.ipynb where they taught nothing: importing
 registers nothing (registration is a call), the demo command runs end to end in a fresh process, and bad critics,
 settings and demo directories are refused with a message that says what to do."""
-import io, json, shutil, subprocess, sys
-from contextlib import redirect_stdout
+import json, subprocess, sys
 from pathlib import Path
 
 import pytest
 
-from avatarl.data import prepare
 from avatarl.train import avatarl_config, critic_file, demo_dir, DEMO_FILES
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    "Character Shakespeare prepared once for the module (copied from the repository's data/ when it is there)."
-    root = tmp_path_factory.mktemp("data")
-    if (have := REPO/"data"/"shakespeare-char").is_dir(): shutil.copytree(have, root/"shakespeare-char")
-    with redirect_stdout(io.StringIO()): prepare("shakespeare", "char", out=root)
-    return root
 
 
 def test_importing_registers_nothing_and_the_registrations_are_calls():
