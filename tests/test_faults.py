@@ -190,7 +190,9 @@ def test_7_ctrl_c_says_where_it_stopped_and_a_second_run_is_refused_meanwhile(da
            "eval_interval=20", "log_interval=20", f"data_dir={data}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     log, bar = open(tmp_path/"stdout.txt", "w"), open(tmp_path/"stderr.txt", "w")  # files: a full pipe would stall it
-    proc = subprocess.Popen([str(a) for a in cmd], env=env, stdout=log, stderr=bar, text=True)
+    proc = subprocess.Popen([str(a) for a in cmd], env=env, stdout=log, stderr=bar, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # as in a terminal,
+    # even when this test runs in the background (where SIGINT is ignored, and the child would inherit that)
     try:
         end = time.monotonic() + 120
         while not (out/"ckpt.pt").exists() or len(read_metrics(out)) < 3:  # a checkpoint, and training under way
